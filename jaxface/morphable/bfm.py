@@ -60,7 +60,13 @@ def load_bfm2009(
     data = scipy.io.loadmat(path)
   except FileNotFoundError:
     raise ModelFileError(path, "missing") from None
-  except (ValueError, TypeError, OSError, NotImplementedError) as error:
+  except (
+    scipy.io.matlab.MatReadError,
+    ValueError,
+    TypeError,
+    OSError,
+    NotImplementedError,
+  ) as error:
     raise ModelFileError(path, f"not a readable MATLAB file ({error})") from None
   mean = require(data, path, "shapeMU", (None, 1)).ravel()
   if mean.size % 3:

@@ -1,0 +1,68 @@
+"""Shared fixtures: the procedural model, and ICT-FaceKit when its files are around.
+
+ICT-FaceKit is found through $JAXFACE_DATA, falling back to ../shared/data
+beside the repository (the project's test data, never committed); tests
+that need it skip with the reason when neither exists.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+FALLBACK_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_data_dir() -> pathlib.Path | None:
+  value = os.environ.get("JAXFACE_DATA")
+  if value:
+    return pathlib.Path(value)
+  return FALLBACK_DATA if FALLBACK_DATA.exists() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> pathlib.Path:
+  root = shared_data_dir()
+  if root is None or not (root / "ict-facekit").exists():
+    pytest.skip("ICT-FaceKit test data not found: set JAXFACE_DATA or provide ../shared/data")
+  return root
+
+
+@pytest.fixture(scope="session")
+def ict_npz(data_dir) -> pathlib.Path:
+  path = data_dir / "ict-facekit" / "ict_face_area.npz"
+  if not path.exists():
+    pytest.skip(f"{path} not found")
+  return path
+
+
+@pytest.fixture(scope="session")
+def ict_raw(data_dir) -> pathlib.Path:
+  path = data_dir / "ict-facekit" / "raw"
+  if not path.exists():
+    pytest.skip(f"{path} not found")
+  return path
+
+
+@pytest.fixture(scope="session")
+def ict_arrays(ict_npz) -> dict[str, np.ndarray]:
+  with np.load(ict_npz) as data:
+    return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="session")
+def ict_model(ict_npz):
+  from jaxface.morphable import load
+
+  return load(ict_npz)
+
+
+@pytest.fixture(scope="session")
+def procedural():
+  from jaxface.morphable import load
+
+  return load("procedural")

@@ -1,0 +1,17 @@
+"""Small meshes and checks shared by the tests."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def grid_mesh(rows: int, cols: int, size: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+  """A flat (rows x cols)-vertex grid over [0, size]^2 in the z = 0 plane, CCW from +z."""
+  x, y = np.meshgrid(np.linspace(0, size, cols), np.linspace(0, size, rows), indexing="xy")
+  vertices = np.stack([x.ravel(), y.ravel(), np.zeros(x.size)], axis=1)
+  triangles = []
+  for r in range(rows - 1):
+    for c in range(cols - 1):
+      a, b, d, e = r * cols + c, r * cols + c + 1, (r + 1) * cols + c, (r + 1) * cols + c + 1
+      triangles += [(a, b, e), (a, e, d)]
+  return vertices, np.asarray(triangles, np.int32)
