@@ -25,9 +25,7 @@ from jaxface.morphable.landmarks import CANONICAL_LANDMARKS, IBUG68_GROUPS
 ALBEDO_SAMPLES = 160
 ALBEDO_SEED = 7
 
-_SKIN_ANCHORS = np.array(
-  [[0.86, 0.67, 0.56], [0.70, 0.49, 0.37], [0.45, 0.29, 0.2], [0.27, 0.17, 0.12]]
-)
+_SKIN_ANCHORS = np.array([[0.86, 0.67, 0.56], [0.28, 0.17, 0.115]])  # lightest, darkest
 _IRIS_COLOURS = np.array(
   [[0.25, 0.14, 0.07], [0.32, 0.45, 0.6], [0.3, 0.4, 0.22], [0.42, 0.3, 0.15]]
 )
@@ -149,9 +147,10 @@ def region_maps(
 
 def _sample_albedo(rng: np.random.Generator, maps: dict[str, np.ndarray]) -> np.ndarray:
   """One random UV albedo (H, W, 3) over the region maps."""
-  melanin = rng.uniform(0.0, 1.0) ** 1.3 * (len(_SKIN_ANCHORS) - 1)
-  low = int(np.floor(min(melanin, len(_SKIN_ANCHORS) - 1.001)))
-  skin = _SKIN_ANCHORS[low] + (melanin - low) * (_SKIN_ANCHORS[low + 1] - _SKIN_ANCHORS[low])
+  # Skin tones on one straight line from light to dark, so that a linear
+  # (PCA) model of the samples stays on natural tones.
+  melanin = rng.uniform(0.0, 1.0) ** 1.3
+  skin = _SKIN_ANCHORS[0] + melanin * (_SKIN_ANCHORS[1] - _SKIN_ANCHORS[0])
   redness = 0.03 * rng.standard_normal()
   skin = skin + redness * np.array([1.0, -0.5, -0.5])
   albedo = np.broadcast_to(skin.astype(np.float32), (*maps["skin"].shape, 3)).copy()

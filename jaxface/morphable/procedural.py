@@ -105,7 +105,7 @@ _FRONT_DEPTH = PchipInterpolator(
 
 def _canonical_frontal(s: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Frontal (x, y) of the base shell at canonical grid coordinates."""
-  y_bottom = -9.6 + 5.2 * s**2
+  y_bottom = -9.6 + 2.0 * s**2 + 3.2 * s**4
   y_top = 11.0 - 1.6 * s**2
   y = y_bottom + t * (y_top - y_bottom)
   x = _HALF_WIDTH(y) * np.sin(s * _HALF_ANGLE)

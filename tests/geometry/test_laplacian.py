@@ -5,6 +5,7 @@ import igl
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.sparse
 
 from jaxface.geometry import cotangent_laplacian, uniform_laplacian
@@ -87,3 +88,38 @@ def test_uniform_laplacian_matches_scipy_graph_laplacian():
   np.testing.assert_allclose(
     uniform_laplacian(triangles, num).apply(values), expected_mean @ values, atol=1e-5
   )
+
+
+def test_vector_jacobian_products_use_the_transpose():
+  # The normalised uniform Laplacian is not symmetric, so its VJP must be L^T g.
+  vertices, triangles = grid_mesh(5, 7)
+  num = len(vertices)
+  operator = uniform_laplacian(triangles, num)
+  matrix = operator.to_scipy().toarray()
+  rng = np.random.default_rng(3)
+  values = jnp.asarray(rng.standard_normal((2, num, 3)), jnp.float32)  # batched (B, V, 3)
+  cotangent = rng.standard_normal((2, num, 3)).astype(np.float32)
+  _, vjp = jax.vjp(operator.apply, values)
+  (gradient,) = vjp(jnp.asarray(cotangent))
+  expected = np.einsum("ij,bic->bjc", matrix, cotangent)  # L^T g per batch item
+  np.testing.assert_allclose(gradient, expected, rtol=1e-5, atol=1e-5)
+  # And the weights' cotangent: d/dw_ij of <g, L x> is <g_i, x_j - x_i>.
+  flat_values = values[0]
+
+  def pairing(op):
+    return jnp.sum(jnp.asarray(cotangent[0]) * op.apply(flat_values))
+
+  weights_gradient = jax.grad(pairing, allow_int=True)(operator).weights
+  neighbors = np.asarray(operator.neighbors)
+  expected_weights = np.einsum(
+    "vkc,vc->vk",
+    np.asarray(flat_values)[neighbors] - np.asarray(flat_values)[:, None],
+    cotangent[0],
+  )
+  np.testing.assert_allclose(weights_gradient, expected_weights, rtol=1e-4, atol=1e-4)
+
+
+def test_triangles_must_be_concrete():
+  vertices, triangles = grid_mesh(3, 3)
+  with pytest.raises(ValueError, match="concrete"):
+    jax.jit(lambda t: cotangent_laplacian(vertices, t).weights)(triangles)
