@@ -32,20 +32,21 @@ def data_dir() -> pathlib.Path:
   return root
 
 
-@pytest.fixture(scope="session")
-def ict_npz(data_dir) -> pathlib.Path:
-  path = data_dir / "ict-facekit" / "ict_face_area.npz"
+def _ict_path(data_dir: pathlib.Path, name: str) -> pathlib.Path:
+  path = data_dir / "ict-facekit" / name
   if not path.exists():
     pytest.skip(f"{path} not found")
   return path
+
+
+@pytest.fixture(scope="session")
+def ict_npz(data_dir) -> pathlib.Path:
+  return _ict_path(data_dir, "ict_face_area.npz")
 
 
 @pytest.fixture(scope="session")
 def ict_raw(data_dir) -> pathlib.Path:
-  path = data_dir / "ict-facekit" / "raw"
-  if not path.exists():
-    pytest.skip(f"{path} not found")
-  return path
+  return _ict_path(data_dir, "raw")
 
 
 @pytest.fixture(scope="session")
