@@ -26,6 +26,7 @@ from jaxface.geometry.mesh import (
   face_areas,
   face_normals,
   safe_normalize,
+  triangle_neighbors,
   vertex_normals,
 )
 from jaxface.geometry.symmetry import mirror_vertex_map
@@ -77,6 +78,7 @@ __all__ = [
   "safe_normalize",
   "signed_uv_areas",
   "texel_centres",
+  "triangle_neighbors",
   "uniform_laplacian",
   "unique_edges",
   "uv_texel_lookup",

@@ -60,6 +60,11 @@ def _rigid(rotation: jax.Array, translation: jax.Array, points: jax.Array) -> ja
   return jnp.einsum("...ij,...nj->...ni", rotation, points) + translation[..., None, :]
 
 
+def _rigid_inverse(rotation: jax.Array, translation: jax.Array, points: jax.Array) -> jax.Array:
+  """R^T (p - t) for camera-frame points (..., N, 3)."""
+  return jnp.einsum("...ji,...nj->...ni", rotation, points - translation[..., None, :])
+
+
 def _linear_depth_to_ndc(depth: jax.Array, near: float, far: float) -> jax.Array:
   return (2.0 * depth - far - near) / (far - near)
 
@@ -94,6 +99,15 @@ class PerspectiveCamera(NamedTuple):
       self.principal_point[..., None, 1] - self.focal[..., None, 1] * camera_points[..., 1] / depth
     )
     return jnp.stack([x, y], axis=-1), depth
+
+  def unproject(self, pixels: jax.Array, depth: jax.Array) -> jax.Array:
+    """Pixels (..., N, 2) at depths (..., N) -> world points (..., N, 3); inverse of `project`."""
+    fx, fy = self.focal[..., None, 0], self.focal[..., None, 1]
+    cx, cy = self.principal_point[..., None, 0], self.principal_point[..., None, 1]
+    x = (pixels[..., 0] - cx) / fx * depth
+    y = -(pixels[..., 1] - cy) / fy * depth
+    camera_points = jnp.stack([x, y, -depth], axis=-1)
+    return _rigid_inverse(self.rotation, self.translation, camera_points)
 
   def to_clip(
     self,
@@ -140,6 +154,13 @@ class OrthographicCamera(NamedTuple):
     x = self.principal_point[..., None, 0] + self.scale[..., None, 0] * camera_points[..., 0]
     y = self.principal_point[..., None, 1] - self.scale[..., None, 1] * camera_points[..., 1]
     return jnp.stack([x, y], axis=-1), -camera_points[..., 2]
+
+  def unproject(self, pixels: jax.Array, depth: jax.Array) -> jax.Array:
+    """Pixels (..., N, 2) at depths (..., N) -> world points (..., N, 3); inverse of `project`."""
+    x = (pixels[..., 0] - self.principal_point[..., None, 0]) / self.scale[..., None, 0]
+    y = -(pixels[..., 1] - self.principal_point[..., None, 1]) / self.scale[..., None, 1]
+    camera_points = jnp.stack([x, y, -depth], axis=-1)
+    return _rigid_inverse(self.rotation, self.translation, camera_points)
 
   def to_clip(
     self,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 _EPS = 1e-12
 
@@ -97,3 +98,27 @@ def vertex_normals(vertices: jax.Array, triangles: jax.Array, weighting: str = "
   flat = jnp.moveaxis(per_corner.reshape(*batch_shape, -1, 3), -2, 0)  # (3F, ..., 3)
   summed = jax.ops.segment_sum(flat, triangles.reshape(-1), num_segments=num_vertices)
   return safe_normalize(jnp.moveaxis(summed, 0, -2))  # (..., V, 3)
+
+
+def triangle_neighbors(triangles: np.ndarray) -> np.ndarray:
+  """For each triangle edge, the triangle across it, or -1 on the boundary (numpy).
+
+  Edge k of a triangle is the one opposite corner k, (t[k+1], t[k+2]). The
+  neighbour is the triangle that has the reversed edge (consistent
+  orientation); a non-manifold edge keeps one of its neighbours.
+
+  Returns:
+    (F, 3) int32.
+  """
+  triangles = np.asarray(triangles, np.int64)
+  num = len(triangles)
+  starts = np.concatenate([triangles[:, 1], triangles[:, 2], triangles[:, 0]])
+  ends = np.concatenate([triangles[:, 2], triangles[:, 0], triangles[:, 1]])
+  owner = np.tile(np.arange(num), 3)
+  corner = np.repeat(np.arange(3), num)
+  scale = int(triangles.max(initial=0)) + 1
+  lookup = dict(zip((starts * scale + ends).tolist(), owner.tolist(), strict=True))
+  reversed_keys = (ends * scale + starts).tolist()
+  neighbors = np.full((num, 3), -1, np.int32)
+  neighbors[owner, corner] = [lookup.get(key, -1) for key in reversed_keys]
+  return neighbors
