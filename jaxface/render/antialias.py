@@ -69,8 +69,20 @@ def _pair_deltas(color, triangle_id, depth, screen, triangles, silhouette, axis)
   weights_q = _edge_values(corners, qx, qy) / safe_area[..., None]
   depth_at_q = jnp.sum(weights_q * corners[..., 2], axis=-1)
   in_front = jax.lax.stop_gradient(depth_at_q) < depth[second]
+  # Like nvdiffrast, an edge is handled only across the pixel pairs it cuts
+  # most squarely: mostly-vertical edges by horizontal pairs and vice versa,
+  # so no pixel is blended twice for one edge and t moves smoothly.
+  start = jnp.take_along_axis(corners, ((edge + 1) % 3)[..., None, None], axis=-2)[..., 0, :]
+  end = jnp.take_along_axis(corners, ((edge + 2) % 3)[..., None, None], axis=-2)[..., 0, :]
+  along = jax.lax.stop_gradient(jnp.abs(end - start))
+  squarely = along[..., 1] >= along[..., 0] if axis == 1 else along[..., 0] > along[..., 1]
   active = (
-    (t_first >= 0) & (t_first != t_second) & jnp.any(leaving, axis=-1) & is_silhouette & in_front
+    (t_first >= 0)
+    & (t_first != t_second)
+    & jnp.any(leaving, axis=-1)
+    & is_silhouette
+    & in_front
+    & squarely
   )
   active &= (t >= 0) & (t <= 1)
   t = jnp.where(active, t, 0.5)
@@ -99,6 +111,8 @@ def antialias(
     neighbors: (F, 3) from `jaxface.geometry.triangle_neighbors`.
   """
   height, width = fragments.triangle_id.shape
+  triangles = jnp.asarray(triangles, jnp.int32)
+  neighbors = jnp.asarray(neighbors, jnp.int32)
   screen = jnp.stack(clip_to_screen(vertices_clip, (height, width)), axis=-1)  # (V, 4)
   triangle_id = jax.lax.stop_gradient(fragments.triangle_id)
   depth = jax.lax.stop_gradient(fragments.depth)

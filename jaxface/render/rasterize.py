@@ -9,9 +9,9 @@ Algorithm (memory grows with the candidate budget ~ H*W, never with F*H*W):
    beyond N are counted in `Fragments.overflow`, never dropped silently.
 3. Edge test at pixel centres. Edge functions are evaluated in a canonical
    vertex order (lower id first) so two triangles sharing an edge compute
-   bit-identical values; a centre exactly on a shared edge belongs to the
-   triangle that traverses the edge from its lower to its higher vertex id,
-   hence to exactly one of the two.
+   bit-identical values; a centre exactly on an edge is decided as if it
+   were nudged by an infinitesimal (e1, e2) (the top-left rule), so a centre
+   on a shared edge or a shared vertex belongs to exactly one triangle.
 4. Z-buffer with two scatter-min passes: the smallest NDC depth per pixel,
    then the smallest triangle id among the candidates at that depth (exact
    visibility, deterministic ties).
@@ -138,6 +138,7 @@ def _visibility(vertices_clip, triangles, image_size, cull_backfaces, max_candid
 
   # Step 3: edge functions in canonical order; edge k is opposite corner k.
   ids = triangles[tri]  # (N, 3)
+  orientation = jnp.sign(area[tri])  # (N,), -1 for front faces
   inside = in_list
   edges = []
   for k in range(3):
@@ -146,13 +147,21 @@ def _visibility(vertices_clip, triangles, image_size, cull_backfaces, max_candid
     forward = id_a < id_b
     lo = jnp.where(forward, id_a, id_b)
     hi = jnp.where(forward, id_b, id_a)
-    value = (x[hi] - x[lo]) * (py - y[lo]) - (y[hi] - y[lo]) * (px - x[lo])
-    value = jnp.where(forward, value, -value)  # edge a -> b
+    dx = x[hi] - x[lo]
+    dy = y[hi] - y[lo]
+    value = dx * (py - y[lo]) - dy * (px - x[lo])
+    direction = jnp.where(forward, 1.0, -1.0)  # a -> b in canonical terms
+    value = direction * value
+    dx, dy = direction * dx, direction * dy
     edges.append(value)
-    # Inside means the same side as the triangle's area; on the edge, only
-    # the triangle that runs the edge from its lower id owns the pixel.
-    signed = value * jnp.sign(area[tri])
-    inside &= (signed > 0) | ((signed == 0) & forward)
+    # Inside means the same side as the triangle's area. A centre exactly on
+    # an edge is decided as if it were nudged by (e1, e2), 0 < e2 << e1:
+    # include it when the edge function grows along the nudge. Neighbours
+    # see the same edge with opposite signs, so exactly one of them (or, at
+    # a shared vertex, one triangle of the fan) owns the centre.
+    signed = value * orientation
+    grows = (orientation * -dy > 0) | ((dy == 0) & (orientation * dx > 0))
+    inside &= (signed > 0) | ((signed == 0) & grows)
   edge_sum = edges[0] + edges[1] + edges[2]
   safe_sum = jnp.where(edge_sum != 0, edge_sum, 1.0)
   depth = (edges[0] * tz[tri, 0] + edges[1] * tz[tri, 1] + edges[2] * tz[tri, 2]) / safe_sum
@@ -176,29 +185,36 @@ def _rasterize_single(vertices_clip, triangles, image_size, cull_backfaces, max_
   )
   triangle_id = jax.lax.stop_gradient(triangle_id).reshape(height, width)
   mask = triangle_id >= 0
-  # Step 5: differentiable barycentrics of the winner at each pixel centre.
-  screen = jnp.stack(clip_to_screen(vertices_clip, image_size), axis=-1)  # (V, 4): x, y, z, w
+  # Step 5: differentiable barycentrics of the winner at each pixel centre,
+  # straight from clip coordinates (2D homogeneous rasterization, Olano &
+  # Greer 1997): the point sum_i b_i P_i of the triangle lies on the pixel's
+  # ray when sum_i b_i (x_i - u w_i) = 0 and sum_i b_i (y_i - v w_i) = 0, so
+  # b is the normalised cross product of those two coefficient vectors. This
+  # is perspective-correct by construction and avoids dividing by w first,
+  # which loses about 10x more float32 precision.
   corners = triangles[jnp.maximum(triangle_id, 0)]  # (H, W, 3)
-  gathered = screen[corners]  # (H, W, 3, 4), one gather
-  cx, cy, cz, cw = (gathered[..., i] for i in range(4))  # (H, W, 3) each
-  py, px = jnp.meshgrid(
-    jnp.arange(height, dtype=screen.dtype) + 0.5,
-    jnp.arange(width, dtype=screen.dtype) + 0.5,
+  clip = vertices_clip[corners]  # (H, W, 3, 4), one gather
+  v_ndc, u_ndc = jnp.meshgrid(
+    1.0 - (2.0 * jnp.arange(height, dtype=clip.dtype) + 1.0) / height,
+    (2.0 * jnp.arange(width, dtype=clip.dtype) + 1.0) / width - 1.0,
     indexing="ij",
   )
-  edges = []
-  for k in range(3):
-    a, b = (k + 1) % 3, (k + 2) % 3
-    edges.append(
-      (cx[..., b] - cx[..., a]) * (py - cy[..., a]) - (cy[..., b] - cy[..., a]) * (px - cx[..., a])
-    )
-  edges = jnp.stack(edges, axis=-1)  # (H, W, 3)
-  edge_sum = jnp.sum(edges, axis=-1, keepdims=True)
-  screen = edges / jnp.where(mask[..., None], edge_sum, 1.0)  # screen-space barycentrics
-  depth = jnp.sum(screen * cz, axis=-1)  # z/w is affine in screen space
-  # Perspective correction: attributes are affine in 3D, so weight by 1/w.
-  over_w = screen / jnp.where(mask[..., None], cw, 1.0)
-  barycentric = over_w / jnp.where(mask[..., None], jnp.sum(over_w, axis=-1, keepdims=True), 1.0)
+  a = clip[..., 0] - u_ndc[..., None] * clip[..., 3]  # (H, W, 3)
+  b = clip[..., 1] - v_ndc[..., None] * clip[..., 3]
+  weights = jnp.stack(
+    [
+      a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1],
+      a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2],
+      a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0],
+    ],
+    axis=-1,
+  )
+  total = jnp.sum(weights, axis=-1, keepdims=True)
+  barycentric = weights / jnp.where(mask[..., None], total, 1.0)
+  # NDC depth: interpolate clip z and w with the 3D weights, then divide.
+  clip_z = jnp.sum(barycentric * clip[..., 2], axis=-1)
+  clip_w = jnp.sum(barycentric * clip[..., 3], axis=-1)
+  depth = clip_z / jnp.where(mask, clip_w, 1.0)
   return Fragments(
     triangle_id=triangle_id,
     barycentric=jnp.where(mask[..., None], barycentric, 0.0),

@@ -12,6 +12,11 @@ Lambertian kernel's band factors a_l already folded in, are
 with a0 = pi, a1 = 2 pi / sqrt 3, a2 = 2 pi / sqrt 8, c0 = 1 / sqrt(4 pi),
 c1 = sqrt 3 / sqrt(4 pi), c2 = 3 sqrt 5 / sqrt(12 pi). Irradiance per
 channel is `basis(n) . gamma_channel`, and the image is albedo * irradiance.
+Note that a1 and a2 are sqrt(3) and sqrt(8) times the exact Lambertian
+kernel coefficients (2 pi / 3, pi / 4; Ramamoorthi & Hanrahan 2001), so a
+band's coefficient means a different light intensity than in the exact
+convolution; jaxface keeps the convention so that coefficients move between
+the codebases unchanged (tests/render/test_shading.py checks the relation).
 Deep3DFaceRecon's network adds 0.8 to each channel's DC coefficient before
 shading; jaxface takes coefficients as they are (pass that offset in
 yourself to reproduce its lighting). Normals are in whatever frame the

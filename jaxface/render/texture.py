@@ -60,9 +60,9 @@ def unwrap(
   Each texel's surface point (its UV triangle and barycentrics, from
   `jaxface.geometry.uv_texel_lookup`) is projected into the image and
   sampled bilinearly. A texel is visible when it faces the camera, lands
-  inside the image on a covered pixel, and is not behind that pixel's
-  surface by more than the depth its own triangle spans over `depth_slack`
-  pixels. This is how 3DFaceFill gets the partial UV albedo of a photo.
+  inside the image with all four bilinear taps on covered pixels, and is not
+  behind the surface at its pixel by more than the depth its own triangle
+  spans over `depth_slack` pixels. This is how 3DFaceFill gets the partial UV albedo of a photo.
 
   Args:
     image: (H, W, C) picture that was rendered (or photographed) from the view.
@@ -99,10 +99,20 @@ def unwrap(
   inside_image = (x >= 0) & (x < width) & (y >= 0) & (y < height)
   surface_depth = fragments.depth[row, column]
   front_facing = area < 0  # counter-clockwise in NDC is clockwise in pixels
+  # All four bilinear taps must be on the face, or the sample mixes in
+  # background at silhouettes.
+  tap_x = jnp.floor(x - 0.5).astype(jnp.int32)
+  tap_y = jnp.floor(y - 0.5).astype(jnp.int32)
+  taps_covered = jnp.ones_like(inside_image)
+  for dy in (0, 1):
+    for dx in (0, 1):
+      tap_row = jnp.clip(tap_y + dy, 0, height - 1)
+      tap_column = jnp.clip(tap_x + dx, 0, width - 1)
+      taps_covered &= fragments.mask[tap_row, tap_column]
   visible = (
     (texel_triangle >= 0)
     & inside_image
-    & fragments.mask[row, column]
+    & taps_covered
     & front_facing
     & (z <= surface_depth + tolerance)
   )

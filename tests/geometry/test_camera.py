@@ -125,3 +125,18 @@ def test_bad_inputs_raise():
     _perspective().project(jnp.zeros((4, 2)))
   with pytest.raises(ValueError, match="image_size"):
     _perspective().to_clip(jnp.zeros((4, 3)), (0, 10))
+
+
+def test_unproject_inverts_project():
+  rng = np.random.default_rng(0)
+  points = jnp.asarray(rng.uniform(-5, 5, (20, 3)), jnp.float32)
+  rotation = euler_to_matrix(jnp.array([0.2, -0.3, 0.1]))
+  cameras = [
+    _perspective()._replace(rotation=rotation),
+    OrthographicCamera(
+      jnp.array([10.0, 12.0]), jnp.array([80.0, 60.0]), rotation, jnp.array([1.0, 2.0, -50.0])
+    ),
+  ]
+  for camera in cameras:
+    pixels, depth = camera.project(points)
+    np.testing.assert_allclose(camera.unproject(pixels, depth), points, atol=1e-4)

@@ -74,3 +74,21 @@ def test_bad_shapes_raise():
     face_normals(jnp.zeros((4, 3)), jnp.zeros((3,), jnp.int32))
   with pytest.raises(ValueError, match="weighting"):
     vertex_normals(jnp.zeros((3, 3)), jnp.zeros((1, 3), jnp.int32), weighting="mean")
+
+
+def test_triangle_neighbors_of_a_grid():
+  from jaxface.geometry import triangle_neighbors
+  from tests.helpers import grid_mesh
+
+  _, triangles = grid_mesh(3, 3)  # 8 triangles
+  neighbors = triangle_neighbors(triangles)
+  for face, row in enumerate(neighbors):
+    for corner, other in enumerate(row):
+      a, b = triangles[face][(corner + 1) % 3], triangles[face][(corner + 2) % 3]
+      if other < 0:
+        # A boundary edge: no other triangle uses it.
+        uses = [f for f, t in enumerate(triangles) if f != face and a in t and b in t]
+        assert not uses
+      else:
+        assert a in triangles[other] and b in triangles[other] and other != face
+  assert (neighbors < 0).sum() == 8  # the 8 boundary edges of a 2 x 2-cell grid
