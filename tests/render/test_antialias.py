@@ -1,4 +1,6 @@
-"""Silhouette antialiasing: continuous in the vertices, with gradients that match finite differences."""
+"""Silhouette antialiasing: continuous in the vertices, gradients equal to finite differences."""
+
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -65,7 +67,7 @@ def test_moving_an_edge_changes_the_image_continuously():
     np.hypot(cols[..., None] - corners[:, 0], rows[..., None] - corners[:, 1]), axis=-1
   )
   away = distance > 1.5
-  steps = [np.abs(b - a).max(axis=-1)[away].max() for a, b in zip(images, images[1:], strict=False)]
+  steps = [np.abs(b - a).max(axis=-1)[away].max() for a, b in itertools.pairwise(images)]
   assert max(steps) < 0.2
 
 

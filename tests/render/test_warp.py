@@ -9,7 +9,8 @@ from jaxface.render import warp
 SIZE = (40, 48)
 
 
-def _camera(rotation=np.eye(3)):
+def _camera(rotation=None):
+  rotation = np.eye(3) if rotation is None else rotation
   return PerspectiveCamera(
     jnp.array([50.0, 50.0]),
     jnp.array([24.0, 20.0]),
