@@ -23,14 +23,14 @@ def block(tree):
   )
 
 
-def time_call(function: Callable[[], object], repeats: int = 10, warmup: int = 2) -> float:
-  """Median wall time of `function()` in milliseconds, after `warmup` calls."""
+def time_call(function: Callable, *args, repeats: int = 10, warmup: int = 2) -> float:
+  """Median wall time of `function(*args)` in milliseconds, after `warmup` calls."""
   for _ in range(warmup):
-    block(function())
+    block(function(*args))
   samples = []
   for _ in range(repeats):
     start = time.perf_counter()
-    block(function())
+    block(function(*args))
     samples.append(time.perf_counter() - start)
   return 1e3 * float(np.median(samples))
 

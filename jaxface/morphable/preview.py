@@ -1,7 +1,7 @@
 """Quick-look pictures of a morphable model: mean face, identity modes, expressions.
 
-A small matplotlib painter's-algorithm renderer (orthographic, Lambertian,
-albedo from the model's UV texture), for README figures and notebooks.
+Faces are drawn with jaxface's own renderer (perspective camera, SH light,
+the model's UV albedo), for README figures and notebooks.
 
     python -m jaxface.morphable.preview --model procedural --output docs/images/procedural.png
 """
@@ -14,13 +14,69 @@ import pathlib
 import matplotlib
 
 matplotlib.use("Agg")
+import jax
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.collections import PolyCollection
 
-from jaxface.geometry.mesh import face_normals
+from jaxface.geometry.camera import PerspectiveCamera, focal_from_fov
 from jaxface.geometry.transforms import euler_to_matrix
 from jaxface.morphable.model import MorphableModel
+from jaxface.render.render import render
+from jaxface.render.shading import DC_FACTOR, sh_basis
+
+PANEL_SIZE = 256
+
+
+def directional_light(
+  direction=(0.3, 0.4, 1.0), ambient: float = 0.5, diffuse: float = 0.5
+) -> np.ndarray:
+  """(27,) SH coefficients of white light: ambient + diffuse * (n . direction)."""
+  direction = np.asarray(direction, np.float64) / np.linalg.norm(direction)
+  band_one = float(np.asarray(sh_basis(jnp.array([0.0, 0.0, 1.0])))[2])  # a1 c1
+  gamma = np.zeros(9)
+  gamma[0] = ambient / DC_FACTOR
+  gamma[1], gamma[2], gamma[3] = -direction[1], direction[2], -direction[0]
+  gamma[1:4] *= diffuse / band_one
+  return np.tile(gamma, 3).astype(np.float32)
+
+
+_RENDERERS: dict[int, tuple[MorphableModel, object]] = {}
+
+
+def _renderer(model: MorphableModel):
+  """A jitted (vertices, albedo, yaw) -> (H, W, 3) image for one model, compiled once per model."""
+  cached = _RENDERERS.get(id(model))
+  if cached is not None and cached[0] is model:
+    return cached[1]
+  draw = _build_renderer(model)
+  _RENDERERS[id(model)] = (model, draw)
+  return draw
+
+
+def _build_renderer(model: MorphableModel):
+  extent = float(np.max(np.ptp(np.asarray(model.vertices), axis=0)))
+  centre = jnp.asarray(np.asarray(model.vertices).mean(axis=0))
+  distance = 4.0 * extent
+  focal = float(focal_from_fov(np.rad2deg(2 * np.arctan(0.62 * extent / distance)), PANEL_SIZE))
+  light = directional_light()
+
+  @jax.jit
+  def draw(vertices, albedo, yaw):
+    camera = PerspectiveCamera(
+      jnp.array([focal, focal]),
+      jnp.array([PANEL_SIZE / 2, PANEL_SIZE / 2]),
+      euler_to_matrix(jnp.stack([0.0, yaw, 0.0])),
+      jnp.array([0.0, 0.0, -distance]),
+    )
+    out = render(
+      vertices - centre, model.triangles, camera, (PANEL_SIZE, PANEL_SIZE), uv=model.uv,
+      triangle_uv=model.triangle_uv, albedo=albedo, sh_coefficients=light, background=1.0,
+      near=0.1 * distance, far=10.0 * distance,
+    )  # fmt: skip
+    return jnp.clip(out.image, 0.0, 1.0) ** (1 / 2.2)  # linear -> display gamma
+
+  return draw
 
 
 def draw_face(
@@ -29,42 +85,21 @@ def draw_face(
   vertices: np.ndarray,
   albedo: np.ndarray | None = None,
   yaw_degrees: float = 0.0,
-  light: tuple[float, float, float] = (0.3, 0.4, 1.0),
 ) -> None:
-  """Draws one shaded face into `ax`.
+  """Renders one face into `ax`.
 
   Args:
     ax: matplotlib axes.
-    model: supplies triangles and UVs.
+    model: supplies triangles, UVs and the mean albedo.
     vertices: (V, 3) shape to draw.
     albedo: (Hu, Wu, 3) UV albedo; the model's mean albedo by default.
     yaw_degrees: head turn towards the face's own left.
-    light: direction towards the light, in view space.
   """
-  albedo = np.asarray(model.albedo_mean if albedo is None else albedo)
-  rotation = np.asarray(euler_to_matrix(np.array([0.0, np.deg2rad(yaw_degrees), 0.0])))
-  posed = np.asarray(vertices, np.float64) @ rotation.T
-  triangles = np.asarray(model.triangles)
-  normals = np.asarray(face_normals(posed, triangles))  # (F, 3)
-  light = np.asarray(light) / np.linalg.norm(light)
-  shading = 0.25 + 0.75 * np.clip(normals @ light, 0.0, 1.0)  # (F,)
-  centroid_uv = np.asarray(model.uv)[np.asarray(model.triangle_uv)].mean(axis=1)  # (F, 2)
-  height, width, _ = albedo.shape
-  rows = np.clip(((1.0 - centroid_uv[:, 1]) * height).astype(int), 0, height - 1)
-  cols = np.clip((centroid_uv[:, 0] * width).astype(int), 0, width - 1)
-  colours = np.clip(albedo[rows, cols] * shading[:, None], 0.0, 1.0) ** (1 / 2.2)  # sRGB-ish
-  visible = normals[:, 2] > 0
-  depth = posed[triangles, 2].mean(axis=1)
-  order = np.argsort(depth[visible])
-  polygons = posed[triangles[visible][order]][..., :2]
-  ax.add_collection(
-    PolyCollection(
-      polygons, facecolors=colours[visible][order], edgecolors="none", antialiased=False
-    )
+  albedo = np.asarray(model.albedo_mean if albedo is None else albedo, np.float32)
+  image = _renderer(model)(
+    jnp.asarray(vertices, jnp.float32), albedo, jnp.float32(np.deg2rad(yaw_degrees))
   )
-  ax.set_xlim(posed[:, 0].min() - 0.5, posed[:, 0].max() + 0.5)
-  ax.set_ylim(posed[:, 1].min() - 0.5, posed[:, 1].max() + 0.5)
-  ax.set_aspect("equal")
+  ax.imshow(np.asarray(image))
   ax.axis("off")
 
 
