@@ -8,6 +8,12 @@ that need it skip with the reason when neither exists.
 from __future__ import annotations
 
 import os
+
+# Four CPU devices for the sharding tests; must be set before jax is imported.
+os.environ["XLA_FLAGS"] = (
+  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+)
+
 import pathlib
 
 import numpy as np
