@@ -1,0 +1,237 @@
+"""Synthetic data with exact ground truth, made from any MorphableModel.
+
+Every example is a pure function of (generator settings, seed, index), so a
+dataset can be regenerated bit for bit and read by random access.
+
+- `registered_mesh_example`: a registered mesh with an identity label and,
+  for a configurable fraction of examples, an expression label among the 7
+  basic emotions (+ neutral), each written as ARKit blendshape weights. The
+  expression response depends smoothly and non-linearly on identity
+  (intensity and blendshape mix vary with the identity code), so decoupling
+  identity from expression is not a linear problem.
+- `face_image_example`: a rendered face (jaxface's renderer) with its
+  identity/expression/albedo coefficients, pose, SH light, 2D/3D landmarks,
+  depth, normals, segmentation (background / face / occluder) and random
+  occluders over a random background.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxface.geometry.camera import PerspectiveCamera, focal_from_fov
+from jaxface.geometry.transforms import euler_to_matrix
+from jaxface.morphable.model import MorphableModel
+from jaxface.render.render import render
+from jaxface.render.shading import DC_FACTOR
+
+#: The 7 basic emotions as ARKit blendshape weights (FACS-inspired). A name
+#: without _L/_R also drives both sides where a model only has sided modes.
+EMOTIONS: dict[str, dict[str, float]] = {
+  "neutral": {},
+  "happiness": {"mouthSmile_L": 0.8, "mouthSmile_R": 0.8, "cheekSquint_L": 0.5,
+                "cheekSquint_R": 0.5, "eyeSquint_L": 0.3, "eyeSquint_R": 0.3},
+  "sadness": {"browInnerUp": 0.8, "mouthFrown_L": 0.7, "mouthFrown_R": 0.7, "mouthShrugLower": 0.3},
+  "surprise": {"browInnerUp": 0.8, "browOuterUp_L": 0.8, "browOuterUp_R": 0.8, "eyeWide_L": 0.7,
+               "eyeWide_R": 0.7, "jawOpen": 0.6},
+  "fear": {"browInnerUp": 0.7, "browOuterUp_L": 0.4, "browOuterUp_R": 0.4, "eyeWide_L": 0.8,
+           "eyeWide_R": 0.8, "mouthStretch_L": 0.6, "mouthStretch_R": 0.6, "jawOpen": 0.2},
+  "anger": {"browDown_L": 0.9, "browDown_R": 0.9, "eyeSquint_L": 0.4, "eyeSquint_R": 0.4,
+            "noseSneer_L": 0.3, "noseSneer_R": 0.3, "mouthRollLower": 0.3, "jawForward": 0.2},
+  "disgust": {"noseSneer_L": 0.9, "noseSneer_R": 0.9, "mouthUpperUp_L": 0.6, "mouthUpperUp_R": 0.6,
+              "browDown_L": 0.3, "browDown_R": 0.3, "cheekSquint_L": 0.3, "cheekSquint_R": 0.3},
+  "contempt": {"mouthSmile_L": 0.5, "mouthDimple_L": 0.4},
+}  # fmt: skip
+EMOTION_NAMES = tuple(EMOTIONS)
+
+
+def emotion_vector(model: MorphableModel, emotion: str) -> np.ndarray:
+  """(Ke,) expression weights of an emotion for this model's modes."""
+  names = model.expression_names
+  vector = np.zeros(len(names), np.float32)
+  for name, weight in EMOTIONS[emotion].items():
+    targets = [name] if name in names else [n for n in (name + "_L", name + "_R") if n in names]
+    for target in targets:
+      vector[names.index(target)] = weight
+  return vector
+
+
+def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
+  return np.random.default_rng((seed, stream, index))
+
+
+def identity_codes(model: MorphableModel, num_identities: int, seed: int) -> np.ndarray:
+  """(N, Ki) identity coefficients of the dataset's identities."""
+  return _rng(seed, 0, 1).standard_normal((num_identities, model.num_identity)).astype(np.float32)
+
+
+def registered_mesh_example(
+  model: MorphableModel, index: int, *, seed: int, num_identities: int, labelled_fraction: float
+) -> dict[str, np.ndarray]:
+  """One registered mesh: vertices (V, 3), identity label, expression label (-1 if unlabelled)."""
+  rng = _rng(seed, index, 2)
+  identity = int(rng.integers(num_identities))
+  code = identity_codes(model, num_identities, seed)[identity]
+  emotion = int(rng.integers(len(EMOTION_NAMES)))
+  intensity = rng.uniform(0.5, 1.0)
+  # Identity-dependent, non-linear response: how strongly and with which
+  # mix of blendshapes this person makes the expression.
+  strength = intensity * (1.0 + 0.35 * np.tanh(code[0])) * (1.0 + 0.15 * np.sin(2.0 * code[1]))
+  weights = emotion_vector(model, EMOTION_NAMES[emotion])
+  mix = 1.0 + 0.3 * np.sin(np.arange(len(weights)) + 1.5 * code[2 % len(code)])
+  expression = np.clip(strength * weights * mix, 0.0, 1.0) ** (
+    1.0 + 0.2 * np.tanh(code[3 % len(code)])
+  )
+  labelled = rng.uniform() < labelled_fraction
+  vertices = np.asarray(model.shape(code, expression.astype(np.float32)))
+  return {
+    "vertices": vertices.astype(np.float32),
+    "identity_label": np.int32(identity),
+    "expression_label": np.int32(emotion if labelled else -1),
+    "expression_true": np.int32(emotion),
+    "identity": code,
+    "expression": expression.astype(np.float32),
+  }
+
+
+_RENDERERS: dict[tuple[int, int], tuple[MorphableModel, object]] = {}
+
+
+def _image_renderer(model: MorphableModel, image_size: int):
+  """A jitted renderer of one face image for a model and size (compiled once)."""
+  cached = _RENDERERS.get((id(model), image_size))
+  if cached is not None and cached[0] is model:
+    return cached[1]
+  draw = _build_image_renderer(model, image_size)
+  _RENDERERS[(id(model), image_size)] = (model, draw)
+  return draw
+
+
+def _build_image_renderer(model: MorphableModel, image_size: int):
+
+  @jax.jit
+  def draw(vertices, rotation, translation, focal, albedo, sh):
+    camera = PerspectiveCamera(
+      jnp.stack([focal, focal]), jnp.full((2,), image_size / 2.0), rotation, translation
+    )
+    out = render(
+      vertices, model.triangles, camera, (image_size, image_size), uv=model.uv,
+      triangle_uv=model.triangle_uv, albedo=albedo, sh_coefficients=sh, near=5.0, far=500.0,
+    )  # fmt: skip
+    pixels, _ = camera.project(vertices[model.landmarks])
+    return out, pixels
+
+  return draw
+
+
+def sample_scene(
+  model: MorphableModel, index: int, seed: int, image_size: int, yaw_range: float = 45.0
+):
+  """Ground-truth parameters of one face image (everything but the pixels)."""
+  rng = _rng(seed, index, 3)
+  expression = np.zeros(model.num_expression, np.float32)
+  active = rng.choice(model.num_expression, size=min(4, model.num_expression), replace=False)
+  expression[active] = rng.uniform(0.0, 0.8, len(active))
+  pose = np.deg2rad(rng.uniform([-20, -yaw_range, -10], [20, yaw_range, 10])).astype(np.float32)
+  sh = np.zeros((3, 9), np.float32)
+  sh[:, 0] = rng.uniform(0.7, 1.1) / DC_FACTOR * rng.uniform(0.9, 1.1, 3)
+  sh[:, 1:4] = rng.normal(0.0, 0.15, (1, 3)) + rng.normal(0.0, 0.02, (3, 3))
+  sh[:, 4:] = rng.normal(0.0, 0.05, (1, 5))
+  extent = float(np.ptp(np.asarray(model.vertices)[:, 1]))
+  return {
+    "identity": rng.standard_normal(model.num_identity).astype(np.float32),
+    "expression": expression,
+    "albedo_coefficients": (0.8 * rng.standard_normal(model.num_albedo)).astype(np.float32),
+    "pose": pose,  # (pitch, yaw, roll)
+    "translation": extent * np.array(
+      [rng.normal(0, 0.03), rng.normal(0, 0.03), -rng.uniform(4.0, 4.8)], np.float32
+    ),
+    "focal": np.float32(focal_from_fov(rng.uniform(14.0, 18.0), image_size)),
+    "sh": sh.reshape(27),
+  }  # fmt: skip
+
+
+def render_scene(model: MorphableModel, scene: dict, image_size: int):
+  """Renders the face of a scene: (RenderOutput, landmarks (68, 2) pixels)."""
+  vertices = model.shape(scene["identity"], scene["expression"])
+  vertices = vertices - jnp.asarray(np.asarray(model.vertices).mean(axis=0))
+  albedo = jnp.clip(model.albedo(scene["albedo_coefficients"]), 0.0, 1.0)
+  draw = _image_renderer(model, image_size)
+  return draw(
+    vertices,
+    euler_to_matrix(scene["pose"]),
+    scene["translation"],
+    scene["focal"],
+    albedo,
+    scene["sh"],
+  )
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+  """A smooth random colour field with some texture."""
+  corners = rng.uniform(0.0, 1.0, (2, 2, 3))
+  t = np.linspace(0.0, 1.0, size)
+  top = corners[0, 0] + t[:, None] * (corners[0, 1] - corners[0, 0])
+  bottom = corners[1, 0] + t[:, None] * (corners[1, 1] - corners[1, 0])
+  field = top[None] + t[:, None, None] * (bottom - top)[None]
+  frequency = rng.uniform(2.0, 12.0, 2)
+  stripes = (
+    0.08
+    * np.sin(frequency[0] * 2 * np.pi * t)[:, None]
+    * np.cos(frequency[1] * 2 * np.pi * t)[None]
+  )
+  return np.clip(field + stripes[..., None], 0.0, 1.0)
+
+
+def _occluders(
+  rng: np.random.Generator, size: int, face: np.ndarray, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+  """Random rectangles and ellipses over the face: colour image and mask."""
+  colours = np.zeros((size, size, 3))
+  mask = np.zeros((size, size), bool)
+  rows, cols = np.nonzero(face)
+  if len(rows) == 0:
+    return colours, mask
+  yy, xx = np.mgrid[0:size, 0:size]
+  for _ in range(count):
+    centre = rng.integers(len(rows))
+    cy, cx = rows[centre], cols[centre]
+    half_h, half_w = rng.uniform(0.05, 0.18, 2) * size
+    if rng.uniform() < 0.5:
+      shape = (np.abs(yy - cy) < half_h) & (np.abs(xx - cx) < half_w)
+    else:
+      shape = ((yy - cy) / half_h) ** 2 + ((xx - cx) / half_w) ** 2 < 1.0
+    colours[shape] = rng.uniform(0.0, 1.0, 3)
+    mask |= shape
+  return colours, mask
+
+
+def face_image_example(
+  model: MorphableModel, index: int, *, seed: int, image_size: int, max_occluders: int = 2
+) -> dict[str, np.ndarray]:
+  """One synthetic face image with exact ground truth (see module docstring)."""
+  scene = sample_scene(model, index, seed, image_size)
+  out, landmarks = render_scene(model, scene, image_size)
+  rng = _rng(seed, index, 4)
+  face = np.asarray(out.mask) > 0.5
+  image = np.where(face[..., None], np.asarray(out.image), _background(rng, image_size))
+  occluder_colours, occluded = _occluders(
+    rng, image_size, face, int(rng.integers(0, max_occluders + 1))
+  )
+  image = np.where(occluded[..., None], occluder_colours, image)
+  segmentation = np.where(occluded, 2, np.where(face, 1, 0)).astype(np.uint8)
+  vertices = np.asarray(model.shape(scene["identity"], scene["expression"])) - np.asarray(
+    model.vertices
+  ).mean(0)
+  return {
+    "image": (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8),
+    "segmentation": segmentation,  # 0 background, 1 visible face, 2 occluder
+    "face_mask": face.astype(np.uint8),  # the face before occlusion
+    "depth": np.asarray(out.depth, np.float32),
+    "normals": np.asarray(out.normals, np.float32),
+    "landmarks": np.asarray(landmarks, np.float32),  # (68, 2) pixels
+    "landmarks_3d": vertices[np.asarray(model.landmarks)].astype(np.float32),
+    **{key: np.asarray(value, np.float32) for key, value in scene.items()},
+  }
