@@ -132,7 +132,71 @@ class FaceImages(_SyntheticBuilder):
     return synthetic.face_image_example(model, index, seed=self.seed, **self.settings)
 
 
-BUILDERS = {"registered_meshes": RegisteredMeshes, "face_images": FaceImages}
+class MultiViewPairs(_SyntheticBuilder):
+  """Two views of one face under one world-fixed light (dataset (c))."""
+
+  def _info(self):
+    model = self.model()
+    size = self.settings["image_size"]
+    tensor = lambda shape, dtype=np.float32: tfds.features.Tensor(shape=shape, dtype=dtype)
+    features = {
+      "identity": tensor((model.num_identity,)),
+      "expression": tensor((model.num_expression,)),
+      "albedo_coefficients": tensor((model.num_albedo,)),
+      "sh": tensor((27,)),
+      "focal": tensor(()),
+    }
+    for view in (1, 2):
+      features.update({
+        f"image_{view}": tensor((size, size, 3), np.uint8),
+        f"mask_{view}": tensor((size, size), np.uint8),
+        f"depth_{view}": tensor((size, size)),
+        f"landmarks_{view}": tensor((68, 2)),
+        f"pose_{view}": tensor((3,)),
+        f"translation_{view}": tensor((3,)),
+      })  # fmt: skip
+    return tfds.core.DatasetInfo(
+      builder=self, description=synthetic.__doc__, disable_shuffling=True,
+      features=tfds.features.FeaturesDict(features),
+    )  # fmt: skip
+
+  def example(self, model, index: int) -> dict:
+    return synthetic.multiview_pair_example(model, index, seed=self.seed, **self.settings)
+
+
+class Sequences(_SyntheticBuilder):
+  """Per-identity frame sequences (dataset (d))."""
+
+  def _info(self):
+    model = self.model()
+    size, frames = self.settings["image_size"], self.settings["num_frames"]
+    tensor = lambda shape, dtype=np.float32: tfds.features.Tensor(shape=shape, dtype=dtype)
+    return tfds.core.DatasetInfo(
+      builder=self, description=synthetic.__doc__, disable_shuffling=True,
+      features=tfds.features.FeaturesDict({
+        "image": tensor((frames, size, size, 3), np.uint8),
+        "segmentation": tensor((frames, size, size), np.uint8),
+        "landmarks": tensor((frames, 68, 2)),
+        "expression": tensor((frames, model.num_expression)),
+        "pose": tensor((frames, 3)),
+        "sh": tensor((frames, 27)),
+        "identity": tensor((model.num_identity,)),
+        "albedo_coefficients": tensor((model.num_albedo,)),
+        "translation": tensor((3,)),
+        "focal": tensor(()),
+      }),
+    )  # fmt: skip
+
+  def example(self, model, index: int) -> dict:
+    return synthetic.sequence_example(model, index, seed=self.seed, **self.settings)
+
+
+BUILDERS = {
+  "registered_meshes": RegisteredMeshes,
+  "face_images": FaceImages,
+  "multiview_pairs": MultiViewPairs,
+  "sequences": Sequences,
+}
 
 
 def load_synthetic(
@@ -142,7 +206,7 @@ def load_synthetic(
   """A random-access source of a synthetic dataset, prepared on first use.
 
   Args:
-    kind: "registered_meshes" or "face_images".
+    kind: "registered_meshes", "face_images", "multiview_pairs" or "sequences".
     model: a `jaxface.morphable.load` spec ("procedural", "ict", a path).
     num_train, num_eval: split sizes.
     seed: generation seed.

@@ -96,20 +96,21 @@ def registered_mesh_example(
   }
 
 
-_RENDERERS: dict[tuple[int, int], tuple[MorphableModel, object]] = {}
+_RENDERERS: dict[tuple, tuple[MorphableModel, object]] = {}
 
 
-def _image_renderer(model: MorphableModel, image_size: int):
+def _image_renderer(model: MorphableModel, image_size: int, sh_frame: str = "camera"):
   """A jitted renderer of one face image for a model and size (compiled once)."""
-  cached = _RENDERERS.get((id(model), image_size))
+  key = (id(model), image_size, sh_frame)
+  cached = _RENDERERS.get(key)
   if cached is not None and cached[0] is model:
     return cached[1]
-  draw = _build_image_renderer(model, image_size)
-  _RENDERERS[(id(model), image_size)] = (model, draw)
+  draw = _build_image_renderer(model, image_size, sh_frame)
+  _RENDERERS[key] = (model, draw)
   return draw
 
 
-def _build_image_renderer(model: MorphableModel, image_size: int):
+def _build_image_renderer(model: MorphableModel, image_size: int, sh_frame: str):
 
   @jax.jit
   def draw(vertices, rotation, translation, focal, albedo, sh):
@@ -119,6 +120,7 @@ def _build_image_renderer(model: MorphableModel, image_size: int):
     out = render(
       vertices, model.triangles, camera, (image_size, image_size), uv=model.uv,
       triangle_uv=model.triangle_uv, albedo=albedo, sh_coefficients=sh, near=5.0, far=500.0,
+      sh_frame=sh_frame,
     )  # fmt: skip
     pixels, _ = camera.project(vertices[model.landmarks])
     return out, pixels
@@ -153,12 +155,16 @@ def sample_scene(
   }  # fmt: skip
 
 
-def render_scene(model: MorphableModel, scene: dict, image_size: int):
-  """Renders the face of a scene: (RenderOutput, landmarks (68, 2) pixels)."""
+def render_scene(model: MorphableModel, scene: dict, image_size: int, sh_frame: str = "camera"):
+  """Renders the face of a scene: (RenderOutput, landmarks (68, 2) pixels).
+
+  The face is centred at the origin; `scene["pose"]` (pitch, yaw, roll) is
+  the world-to-camera rotation and `scene["translation"]` the translation.
+  """
   vertices = model.shape(scene["identity"], scene["expression"])
   vertices = vertices - jnp.asarray(np.asarray(model.vertices).mean(axis=0))
   albedo = jnp.clip(model.albedo(scene["albedo_coefficients"]), 0.0, 1.0)
-  draw = _image_renderer(model, image_size)
+  draw = _image_renderer(model, image_size, sh_frame)
   return draw(
     vertices,
     euler_to_matrix(scene["pose"]),
@@ -235,3 +241,69 @@ def face_image_example(
     "landmarks_3d": vertices[np.asarray(model.landmarks)].astype(np.float32),
     **{key: np.asarray(value, np.float32) for key, value in scene.items()},
   }
+
+
+def multiview_pair_example(
+  model: MorphableModel, index: int, *, seed: int, image_size: int
+) -> dict:
+  """Two views of one face at one instant under one world-fixed SH light (dataset (c)).
+
+  Each view's camera turns by its own azimuth (+/-45 deg), elevation
+  (+/-30 deg) and roll (+/-20 deg); everything else is shared, so a pixel
+  of view 1 and its correspondence in view 2 have the same colour.
+  """
+  scene = sample_scene(model, index, seed, image_size)
+  rng = _rng(seed, index, 5)
+  example = {
+    key: scene[key] for key in ("identity", "expression", "albedo_coefficients", "sh", "focal")
+  }
+  for view in (1, 2):
+    pose = np.deg2rad(rng.uniform([-30, -45, -20], [30, 45, 20])).astype(np.float32)
+    view_scene = dict(scene, pose=pose)
+    out, landmarks = render_scene(model, view_scene, image_size, sh_frame="world")
+    face = np.asarray(out.mask) > 0.5
+    image = np.where(face[..., None], np.asarray(out.image), _background(rng, image_size))
+    example[f"image_{view}"] = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+    example[f"mask_{view}"] = face.astype(np.uint8)
+    example[f"depth_{view}"] = np.asarray(out.depth, np.float32)
+    example[f"landmarks_{view}"] = np.asarray(landmarks, np.float32)
+    example[f"pose_{view}"] = pose
+    example[f"translation_{view}"] = scene["translation"]
+  return {key: np.asarray(value) for key, value in example.items()}
+
+
+def sequence_example(
+  model: MorphableModel, index: int, *, seed: int, image_size: int, num_frames: int
+) -> dict:
+  """Frames of one person with smoothly varying expression, pose and light (dataset (d))."""
+  base = sample_scene(model, index, seed, image_size)
+  rng = _rng(seed, index, 6)
+  time = np.linspace(0.0, 1.0, num_frames)[:, None]
+  phases = rng.uniform(0, 2 * np.pi, (2, model.num_expression))
+  active = rng.uniform(size=model.num_expression) < min(1.0, 6.0 / max(model.num_expression, 1))
+  expression = active * np.clip(
+    0.6 * np.sin(2 * np.pi * time * rng.uniform(0.5, 1.5) + phases[0]), 0, 1
+  )
+  pose_start = np.deg2rad(rng.uniform([-15, -40, -8], [15, 40, 8]))
+  pose_end = np.deg2rad(rng.uniform([-15, -40, -8], [15, 40, 8]))
+  poses = (pose_start + time * (pose_end - pose_start)).astype(np.float32)
+  light_drift = rng.normal(0, 0.1, 27).astype(np.float32)
+  frames = {key: [] for key in ("image", "segmentation", "landmarks", "expression", "pose", "sh")}
+  for frame in range(num_frames):
+    sh = base["sh"] + float(time[frame, 0]) * light_drift * (np.arange(27) % 9 != 0)
+    scene = dict(base, expression=expression[frame].astype(np.float32), pose=poses[frame], sh=sh)
+    out, landmarks = render_scene(model, scene, image_size)
+    face = np.asarray(out.mask) > 0.5
+    image = np.where(
+      face[..., None], np.asarray(out.image), _background(_rng(seed, index, 7), image_size)
+    )
+    frames["image"].append((np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8))
+    frames["segmentation"].append(face.astype(np.uint8))
+    frames["landmarks"].append(np.asarray(landmarks, np.float32))
+    frames["expression"].append(scene["expression"])
+    frames["pose"].append(poses[frame])
+    frames["sh"].append(sh.astype(np.float32))
+  result = {key: np.stack(value) for key, value in frames.items()}
+  result.update(identity=base["identity"], albedo_coefficients=base["albedo_coefficients"],
+                translation=base["translation"], focal=np.asarray(base["focal"]))  # fmt: skip
+  return result

@@ -68,6 +68,7 @@ def _render_single(
   cull_backfaces,
   max_candidates,
   neighbors,
+  sh_frame,
 ):
   clip = _clip(camera, vertices, image_size, near, far)  # (V, 4)
   fragments = rasterize(
@@ -83,7 +84,11 @@ def _render_single(
   ]
   pixel_uv = interpolate(uv, fragments, triangle_uv)  # (H, W, 2)
   albedo = jnp.where(mask[..., None], sample_texture(albedo_texture, pixel_uv), 0.0)
-  shaded = lambertian(albedo, normals, sh_coefficients)
+  if sh_frame == "world":
+    light_normals = safe_normalize(interpolate(world_normals, fragments, triangles))
+  else:
+    light_normals = normals
+  shaded = lambertian(albedo, light_normals, sh_coefficients)
   image = jnp.where(mask[..., None], shaded, background)
   if neighbors is not None:
     image = antialias_pass(image, fragments, clip, triangles, neighbors)
@@ -114,6 +119,7 @@ def render(
   cull_backfaces: bool = False,
   max_candidates: int | None = None,
   antialias_neighbors: jax.Array | None = None,
+  sh_frame: str = "camera",
   batch_mode: str = "map",
 ) -> RenderOutput:
   """Renders a textured mesh under spherical-harmonics light.
@@ -127,16 +133,20 @@ def render(
     uv: (T, 2) texture coordinates and triangle_uv (F, 3) their corner ids
       (a MorphableModel's `uv` and `triangle_uv`).
     albedo: (Hu, Wu, 3) UV albedo, or (B, Hu, Wu, 3).
-    sh_coefficients: (27,) or (B, 27), see `jaxface.render.shading`; the
-      lighting is in the camera frame.
+    sh_coefficients: (27,) or (B, 27), see `jaxface.render.shading`.
     background: colour where nothing is rendered, scalar, (3,) or (H, W, 3).
     near, far: clip planes of perspective/orthographic cameras.
     cull_backfaces: skip triangles facing away from the camera.
     max_candidates: rasterizer work buffer; see `rasterize`.
     antialias_neighbors: (F, 3) from `jaxface.geometry.triangle_neighbors`
       to turn on the silhouette antialias pass (gradients at silhouettes).
+    sh_frame: "camera" (light fixed to the camera, as Deep3DFaceRecon and
+      3DFaceFill) or "world" (light fixed to the scene: views of one face
+      see the same shading, as multi-view photo-consistency needs).
     batch_mode: "map" (CPU) or "vmap" (accelerators) over the batch.
   """
+  if sh_frame not in ("camera", "world"):
+    raise ValueError(f"sh_frame must be 'camera' or 'world', got {sh_frame!r}")
   vertices = jnp.asarray(vertices)
   if vertices.ndim not in (2, 3) or vertices.shape[-1] != 3:
     raise ValueError(f"vertices must have shape (V, 3) or (B, V, 3), got {vertices.shape}")
@@ -152,6 +162,7 @@ def render(
     cull_backfaces=cull_backfaces,
     max_candidates=max_candidates,
     neighbors=None if antialias_neighbors is None else jnp.asarray(antialias_neighbors, jnp.int32),
+    sh_frame=sh_frame,
   )
   albedo = jnp.asarray(albedo)
   sh_coefficients = jnp.asarray(sh_coefficients)
