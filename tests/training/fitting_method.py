@@ -18,7 +18,6 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxface.geometry import euler_to_matrix
 from jaxface.morphable import load
 from jaxface.training import loop_defaults, parse_arg
 
@@ -67,7 +66,9 @@ class LandmarkDataset:
     yaw = rng.uniform(-0.5, 0.5)
     shape = self.landmarks.mean + np.einsum("k,kvd->vd", identity, self.landmarks.identity)
     shape += np.einsum("k,kvd->vd", expression, self.landmarks.expression)
-    rotated = shape @ np.asarray(euler_to_matrix(np.array([0.0, yaw, 0.0])), np.float64).T
+    cos, sin = np.cos(yaw), np.sin(yaw)
+    rotation = np.array([[cos, 0.0, sin], [0.0, 1.0, 0.0], [-sin, 0.0, cos]])  # yaw about y
+    rotated = shape @ rotation.T
     points = rotated[:, :2] / 10.0 + 0.01 * rng.standard_normal((68, 2))
     return {
       "landmarks": points.astype(np.float32),
