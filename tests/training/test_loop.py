@@ -171,3 +171,32 @@ def test_warm_start_and_resume_order(tmp_path):
   with pytest.raises(FileNotFoundError, match="init_from"):
     config.init_from = str(tmp_path / "missing")
     training.train_and_evaluate(config, tmp_path / "third")
+
+
+def test_best_checkpoint_and_export(tmp_path):
+  config = fitting_method.get_config()
+  config.best_metric = "eval/coefficient_rmse"
+  config.best_mode = "min"
+  config.eval_every = 10
+  training.train_and_evaluate(config, tmp_path)
+  evaluations = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  rmse = {
+    r["step"]: r["eval/coefficient_rmse"] for r in evaluations if "eval/coefficient_rmse" in r
+  }
+  best_step = min(rmse, key=rmse.get)
+  kept = [int(p.name) for p in (tmp_path / "best").iterdir() if p.name.isdigit()]
+  assert kept == [best_step]
+  folder = training.export_samples(config, tmp_path)
+  assert (folder / "inputs.png").exists()
+
+
+def test_default_workdir():
+  sys.path.insert(0, str(REPO / "train"))
+  try:
+    from main import default_workdir
+  finally:
+    sys.path.pop(0)
+  assert default_workdir("configs/facefill.py") == pathlib.Path("runs/facefill")
+  assert default_workdir("configs/facefill.py:smoke,model=ict") == pathlib.Path(
+    "runs/facefill_smoke_model-ict"
+  )
