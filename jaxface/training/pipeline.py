@@ -60,7 +60,10 @@ class InputPipeline:
     indices = self.global_indices(step)
     per_host = self.batch_size // self.process_count
     mine = indices[self.process_index * per_host : (self.process_index + 1) * per_host]
-    examples = [self.dataset[int(i)] for i in mine]
+    if hasattr(self.dataset, "__getitems__"):  # batched reads (array_record sources)
+      examples = self.dataset.__getitems__([int(i) for i in mine])
+    else:
+      examples = [self.dataset[int(i)] for i in mine]
     return {key: np.stack([example[key] for example in examples]) for key in examples[0]}
 
   def _fetch(self, step: int) -> dict[str, np.ndarray]:
