@@ -34,3 +34,21 @@ def test_hosts_read_disjoint_slices_of_the_global_batch():
   for step in range(6):
     parts = [host.local_batch(step)["x"][:, 0] for host in hosts]
     np.testing.assert_array_equal(np.concatenate(parts), hosts[0].global_indices(step))
+
+
+class BatchedNumbers(Numbers):
+  def __init__(self):
+    self.calls = 0
+
+  def __getitems__(self, indices):
+    self.calls += 1
+    return [self[i] for i in indices]
+
+
+def test_batched_reads_give_the_same_batches():
+  batched = BatchedNumbers()
+  plain = InputPipeline(Numbers(), batch_size=4, seed=3, prefetch=0)
+  fast = InputPipeline(batched, batch_size=4, seed=3, prefetch=0)
+  for step in range(5):
+    np.testing.assert_array_equal(fast.batch(step)["x"], plain.batch(step)["x"])
+  assert batched.calls == 5  # one read per batch
