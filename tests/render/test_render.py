@@ -71,16 +71,24 @@ def test_batched_equals_single(procedural):
 
 
 def test_orthographic_and_weak_perspective_cameras(procedural):
+  # A weak-perspective camera of NDC scale s is an orthographic camera of
+  # s W / 2 and s H / 2 pixels per cm centred on the image: same picture.
   rotation = euler_to_matrix(jnp.array([0.0, 0.2, 0.0]))
-  ortho = OrthographicCamera(jnp.array([2.5, 2.5]), jnp.array([SIZE[1] / 2, SIZE[0] / 2]), rotation,
-                             jnp.array([0.0, 0.0, -50.0]))  # fmt: skip
-  weak = WeakPerspectiveCamera(jnp.array(2.5 * 2 / SIZE[1]), jnp.zeros(2), rotation)
+  scale = 0.09
+  weak = WeakPerspectiveCamera(jnp.array(scale), jnp.zeros(2), rotation)
+  ortho = OrthographicCamera(
+    jnp.array([scale * SIZE[1] / 2, scale * SIZE[0] / 2]),
+    jnp.array([SIZE[1] / 2, SIZE[0] / 2]),
+    rotation,
+    jnp.array([0.0, 0.0, -50.0]),
+  )
   ortho_out = _render(procedural, ortho)
   weak_out = _render(procedural, weak)
   assert 0.2 < float(ortho_out.mask.mean()) < 0.95
-  # Same scale (2.5 px per cm horizontally) and centre: the same silhouette
-  # up to the vertical scale (the image is not square).
-  assert 0.2 < float(weak_out.mask.mean()) < 0.95
+  ids_ortho = np.asarray(ortho_out.fragments.triangle_id)
+  ids_weak = np.asarray(weak_out.fragments.triangle_id)
+  assert (ids_ortho == ids_weak).mean() > 0.999
+  np.testing.assert_allclose(weak_out.image, ortho_out.image, atol=1e-3)
 
 
 def test_antialias_option_gives_silhouette_gradients(procedural):
