@@ -19,12 +19,14 @@ import pathlib
 
 import numpy as np
 import tensorflow_datasets as tfds
+from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 from jaxface.data import synthetic
 from jaxface.morphable.loaders import load as load_model
 
 DATA_DIR_ENV = "JAXFACE_DATA"
 EVAL_INDEX_OFFSET = 10_000_000  # eval examples come from a disjoint index range
+_SHUFFLE_BUFFER_BYTES = 64 << 30  # a split up to 64 GB is written without TensorFlow
 
 
 def default_data_dir() -> pathlib.Path:
@@ -77,23 +79,41 @@ class _SyntheticBuilder(tfds.core.GeneratorBasedBuilder):
 
 
 class RegisteredMeshes(_SyntheticBuilder):
-  """Registered meshes with identity labels and sparse expression labels (dataset (a))."""
+  """Registered meshes with identity labels and sparse expression labels (dataset (a)).
+
+  With the setting `viseme_fraction` > 0 the examples also hold viseme labels
+  (`viseme_label`, `viseme_true`); without it (or with 0) the dataset and its
+  config name are those of the viseme-free dataset.
+  """
+
+  def __init__(self, *, settings: dict, **kwargs):
+    settings = dict(settings)
+    if not settings.get("viseme_fraction", 0.0) > 0:
+      # No viseme factor: the viseme settings change nothing, so they must
+      # not change the config name either (prepared datasets stay valid).
+      settings.pop("viseme_fraction", None)
+      settings.pop("viseme_labelled_fraction", None)
+    super().__init__(settings=settings, **kwargs)
 
   def _info(self):
     model = self.model()
+    scalar = lambda: tfds.features.Tensor(shape=(), dtype=np.int32)
+    features = {
+      "vertices": tfds.features.Tensor(shape=(model.num_vertices, 3), dtype=np.float32),
+      "identity_label": scalar(),
+      "expression_label": scalar(),
+      "expression_true": scalar(),
+      "identity": tfds.features.Tensor(shape=(model.num_identity,), dtype=np.float32),
+      "expression": tfds.features.Tensor(shape=(model.num_expression,), dtype=np.float32),
+    }
+    if self.settings.get("viseme_fraction", 0.0) > 0:
+      features.update(viseme_label=scalar(), viseme_true=scalar())
     return tfds.core.DatasetInfo(
       builder=self,
       description=synthetic.__doc__,
       disable_shuffling=True,
-      features=tfds.features.FeaturesDict({
-        "vertices": tfds.features.Tensor(shape=(model.num_vertices, 3), dtype=np.float32),
-        "identity_label": tfds.features.Tensor(shape=(), dtype=np.int32),
-        "expression_label": tfds.features.Tensor(shape=(), dtype=np.int32),
-        "expression_true": tfds.features.Tensor(shape=(), dtype=np.int32),
-        "identity": tfds.features.Tensor(shape=(model.num_identity,), dtype=np.float32),
-        "expression": tfds.features.Tensor(shape=(model.num_expression,), dtype=np.float32),
-      }),
-    )  # fmt: skip
+      features=tfds.features.FeaturesDict(features),
+    )
 
   def example(self, model, index: int) -> dict:
     return synthetic.registered_mesh_example(model, index, seed=self.seed, **self.settings)
@@ -213,7 +233,8 @@ def load_synthetic(
     data_dir: where tfds keeps prepared datasets (`default_data_dir()`).
     split: "train" or "eval".
     **settings: the generator's own settings (e.g. `image_size`, or
-      `num_identities` and `labelled_fraction`).
+      `num_identities`, `labelled_fraction` and optionally `viseme_fraction`,
+      `viseme_labelled_fraction`).
   """
   if kind not in BUILDERS:
     raise ValueError(f"unknown synthetic dataset {kind!r}; known: {sorted(BUILDERS)}")
@@ -221,5 +242,13 @@ def load_synthetic(
     model_spec=model, num_train=num_train, num_eval=num_eval, seed=seed, settings=settings,
     data_dir=str(data_dir or default_data_dir()), file_format="array_record",
   )  # fmt: skip
-  builder.download_and_prepare()
+  # tfds spills a split larger than its 1 GB shuffle buffer to temporary
+  # files through TensorFlow, which jaxface does not require; the examples
+  # are written in index order anyway, so keep the whole split in memory.
+  buffer_size = tfds_shuffle.MAX_MEM_BUFFER_SIZE
+  tfds_shuffle.MAX_MEM_BUFFER_SIZE = max(buffer_size, _SHUFFLE_BUFFER_BYTES)
+  try:
+    builder.download_and_prepare()
+  finally:
+    tfds_shuffle.MAX_MEM_BUFFER_SIZE = buffer_size
   return builder.as_data_source(split)

@@ -8,7 +8,9 @@ dataset can be regenerated bit for bit and read by random access.
   basic emotions (+ neutral), each written as ARKit blendshape weights. The
   expression response depends smoothly and non-linearly on identity
   (intensity and blendshape mix vary with the identity code), so decoupling
-  identity from expression is not a linear problem.
+  identity from expression is not a linear problem. Optionally (setting
+  `viseme_fraction`) a third factor, a viseme (mouth shape of a phoneme
+  group, `VISEMES`), is added on top, with its own sparse labels.
 - `face_image_example`: a rendered face (jaxface's renderer) with its
   identity/expression/albedo coefficients, pose, SH light, 2D/3D landmarks,
   depth, normals, segmentation (background / face / occluder) and random
@@ -47,15 +49,45 @@ EMOTIONS: dict[str, dict[str, float]] = {
 EMOTION_NAMES = tuple(EMOTIONS)
 
 
-def emotion_vector(model: MorphableModel, emotion: str) -> np.ndarray:
-  """(Ke,) expression weights of an emotion for this model's modes."""
+#: Visemes (visual counterparts of phoneme groups) as ARKit mouth/jaw
+#: blendshape weights. Names resolve like `EMOTIONS` (a name without _L/_R
+#: drives both sides where a model only has sided modes); names a model lacks
+#: are skipped, so every viseme lists at least one mode of the common ARKit
+#: subset (e.g. "mbp" uses mouthRoll* where a model has no mouthClose/Press).
+VISEMES: dict[str, dict[str, float]] = {
+  "rest": {},
+  "aa": {"jawOpen": 0.7, "mouthLowerDown": 0.3},  # "father"
+  "oh": {"jawOpen": 0.45, "mouthFunnel": 0.6},  # "go"
+  "ou": {"mouthPucker": 0.8, "mouthFunnel": 0.4, "jawOpen": 0.1},  # "you", "w"
+  "ee": {"mouthStretch": 0.6, "jawOpen": 0.15, "mouthUpperUp": 0.15},  # "see"
+  "mbp": {"mouthClose": 0.5, "mouthPress": 0.6, "mouthRollLower": 0.4,
+          "mouthRollUpper": 0.4},  # lips together
+  "fv": {"mouthRollLower": 0.7, "mouthUpperUp": 0.4, "jawOpen": 0.05},  # lower lip to teeth
+  "ss": {"mouthStretch": 0.35, "mouthUpperUp": 0.2, "mouthLowerDown": 0.2,
+         "jawOpen": 0.05},  # teeth nearly closed, "s", "z", "th"
+}  # fmt: skip
+VISEME_NAMES = tuple(VISEMES)
+
+
+def _blendshape_vector(model: MorphableModel, weights: dict[str, float]) -> np.ndarray:
+  """(Ke,) expression weights of named ARKit blendshapes, with the sided fall-back."""
   names = model.expression_names
   vector = np.zeros(len(names), np.float32)
-  for name, weight in EMOTIONS[emotion].items():
+  for name, weight in weights.items():
     targets = [name] if name in names else [n for n in (name + "_L", name + "_R") if n in names]
     for target in targets:
       vector[names.index(target)] = weight
   return vector
+
+
+def emotion_vector(model: MorphableModel, emotion: str) -> np.ndarray:
+  """(Ke,) expression weights of an emotion for this model's modes."""
+  return _blendshape_vector(model, EMOTIONS[emotion])
+
+
+def viseme_vector(model: MorphableModel, viseme: str) -> np.ndarray:
+  """(Ke,) expression weights of a viseme for this model's modes."""
+  return _blendshape_vector(model, VISEMES[viseme])
 
 
 def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
@@ -68,9 +100,26 @@ def identity_codes(model: MorphableModel, num_identities: int, seed: int) -> np.
 
 
 def registered_mesh_example(
-  model: MorphableModel, index: int, *, seed: int, num_identities: int, labelled_fraction: float
+  model: MorphableModel,
+  index: int,
+  *,
+  seed: int,
+  num_identities: int,
+  labelled_fraction: float,
+  viseme_fraction: float = 0.0,
+  viseme_labelled_fraction: float = 0.68,
 ) -> dict[str, np.ndarray]:
-  """One registered mesh: vertices (V, 3), identity label, expression label (-1 if unlabelled)."""
+  """One registered mesh: vertices (V, 3), identity label, expression label (-1 if unlabelled).
+
+  With `viseme_fraction` > 0, a mesh gets a viseme (any of `VISEME_NAMES`,
+  "rest" included) with that probability, else "rest"; its weights, scaled
+  by a random intensity, are added to the expression weights (clipped to
+  [0, 1]). The example then also holds `viseme_true` (int32 index into
+  `VISEME_NAMES`) and `viseme_label` (the same, or -1 for the unlabelled
+  1 - `viseme_labelled_fraction`). Viseme draws use their own random stream,
+  so identity and emotion draws do not depend on the viseme settings, and
+  `viseme_fraction=0` gives exactly the viseme-free examples.
+  """
   rng = _rng(seed, index, 2)
   identity = int(rng.integers(num_identities))
   code = identity_codes(model, num_identities, seed)[identity]
@@ -85,6 +134,21 @@ def registered_mesh_example(
     1.0 + 0.2 * np.tanh(code[3 % len(code)])
   )
   labelled = rng.uniform() < labelled_fraction
+  visemes = {}
+  if viseme_fraction > 0:
+    viseme_rng = _rng(seed, index, 8)
+    # A fixed number of draws, so changing a fraction changes nothing else.
+    has_viseme = viseme_rng.uniform() < viseme_fraction
+    drawn = int(viseme_rng.integers(len(VISEME_NAMES)))
+    viseme = drawn if has_viseme else VISEME_NAMES.index("rest")
+    viseme_intensity = viseme_rng.uniform(0.6, 1.0)
+    viseme_labelled = viseme_rng.uniform() < viseme_labelled_fraction
+    shape = viseme_intensity * viseme_vector(model, VISEME_NAMES[viseme])
+    expression = np.clip(expression + shape, 0.0, 1.0)
+    visemes = {
+      "viseme_label": np.int32(viseme if viseme_labelled else -1),
+      "viseme_true": np.int32(viseme),
+    }
   vertices = np.asarray(model.shape(code, expression.astype(np.float32)))
   return {
     "vertices": vertices.astype(np.float32),
@@ -93,6 +157,7 @@ def registered_mesh_example(
     "expression_true": np.int32(emotion),
     "identity": code,
     "expression": expression.astype(np.float32),
+    **visemes,
   }
 
 

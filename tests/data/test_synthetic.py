@@ -1,5 +1,7 @@
 """Synthetic datasets: self-consistent ground truth, determinism, tfds preparation and reuse."""
 
+import contextlib
+
 import numpy as np
 import pytest
 import scipy.ndimage
@@ -176,3 +178,195 @@ def test_every_builder_reads_back_its_generator(tmp_path, procedural, kind, sett
   direct = generator(procedural, 1, seed=7, **settings)
   for key, value in direct.items():
     np.testing.assert_array_equal(source[1][key], value)
+
+
+# --- Viseme factor (identity-expression-viseme data, dataset (a)) ---
+
+
+def _viseme_free_reference(model, index, *, seed, num_identities, labelled_fraction):
+  """The registered-mesh generator as it was before visemes, written out independently."""
+  rng = np.random.default_rng((seed, 2, index))
+  codes = np.random.default_rng((seed, 1, 0)).standard_normal((num_identities, model.num_identity))
+  identity = int(rng.integers(num_identities))
+  code = codes.astype(np.float32)[identity]
+  emotion = int(rng.integers(len(EMOTION_NAMES)))
+  intensity = rng.uniform(0.5, 1.0)
+  strength = intensity * (1.0 + 0.35 * np.tanh(code[0])) * (1.0 + 0.15 * np.sin(2.0 * code[1]))
+  weights = emotion_vector(model, EMOTION_NAMES[emotion])
+  mix = 1.0 + 0.3 * np.sin(np.arange(len(weights)) + 1.5 * code[2 % len(code)])
+  expression = np.clip(strength * weights * mix, 0.0, 1.0) ** (
+    1.0 + 0.2 * np.tanh(code[3 % len(code)])
+  )
+  labelled = rng.uniform() < labelled_fraction
+  return {
+    "vertices": np.asarray(model.shape(code, expression.astype(np.float32)), np.float32),
+    "identity_label": np.int32(identity),
+    "expression_label": np.int32(emotion if labelled else -1),
+    "expression_true": np.int32(emotion),
+    "identity": code,
+    "expression": expression.astype(np.float32),
+  }
+
+
+def test_viseme_names_resolve_to_mouth_modes_of_both_models(procedural, request):
+  from jaxface.data.synthetic import VISEME_NAMES, VISEMES, viseme_vector
+
+  assert tuple(VISEMES) == VISEME_NAMES and VISEME_NAMES[0] == "rest" and len(VISEMES) >= 8
+  models = [procedural]
+  with contextlib.suppress(pytest.skip.Exception):  # without ICT-FaceKit data: procedural only
+    models.append(request.getfixturevalue("ict_model"))
+  mouth_modes = ("jaw", "mouth")
+  for model in models:
+    names = model.expression_names
+    vectors = {viseme: viseme_vector(model, viseme) for viseme in VISEME_NAMES}
+    assert not vectors["rest"].any()
+    for viseme, vector in vectors.items():
+      active = [names[k] for k in np.nonzero(vector)[0]]
+      assert viseme == "rest" or active, f"{viseme} drives no mode of the model"
+      assert all(name.startswith(mouth_modes) for name in active), (viseme, active)
+    # Visemes are distinct mouth shapes on every model.
+    distinct = {tuple(np.round(v, 4)) for v in vectors.values()}
+    assert len(distinct) == len(VISEME_NAMES)
+  # Every listed blendshape exists (directly or sided) in ICT-FaceKit's ARKit set or the
+  # procedural model's, so no name is a typo.
+  known = set().union(*(m.expression_names for m in models))
+  known |= {"mouthClose", "mouthPress_L", "mouthPress_R"}  # ARKit modes procedural lacks
+  for viseme, weights in VISEMES.items():
+    for name in weights:
+      assert name in known or {name + "_L", name + "_R"} <= known, (viseme, name)
+
+
+def test_viseme_fraction_zero_keeps_todays_examples(procedural):
+  settings = dict(seed=3, num_identities=6, labelled_fraction=0.3)
+  for index in (0, 1, 5, 17, 10_000_001):
+    default = registered_mesh_example(procedural, index, **settings)
+    explicit = registered_mesh_example(
+      procedural, index, viseme_fraction=0.0, viseme_labelled_fraction=0.5, **settings
+    )
+    reference = _viseme_free_reference(procedural, index, **settings)
+    assert set(default) == set(explicit) == set(reference) == {
+      "vertices", "identity_label", "expression_label", "expression_true", "identity",
+      "expression",
+    }  # fmt: skip
+    for key, value in reference.items():
+      assert default[key].dtype == value.dtype, key
+      np.testing.assert_array_equal(default[key], value, err_msg=key)
+      np.testing.assert_array_equal(explicit[key], value, err_msg=key)
+  # Pinned values of the generator before visemes existed (labels and a vertex checksum).
+  labels = [
+    tuple(int(registered_mesh_example(procedural, i, **settings)[key]) for key in
+          ("identity_label", "expression_true", "expression_label"))
+    for i in range(10)
+  ]  # fmt: skip
+  assert labels == [
+    (5, 0, -1), (3, 6, -1), (2, 6, -1), (4, 1, -1), (0, 2, -1), (2, 1, -1), (5, 5, -1),
+    (3, 5, -1), (2, 6, -1), (5, 1, 1),
+  ]  # fmt: skip
+  checksums = [
+    registered_mesh_example(procedural, i, **settings)["vertices"].astype(np.float64).sum()
+    for i in (0, 1)
+  ]
+  np.testing.assert_allclose(checksums, [76095.20226923376, 75061.5192308567], rtol=1e-6)
+
+
+def test_visemes_are_labelled_sparsely_and_leave_identity_and_emotion_alone(procedural):
+  from jaxface.data.synthetic import VISEME_NAMES, viseme_vector
+
+  settings = dict(seed=1, num_identities=5, labelled_fraction=0.3)
+  count, labelled, seen = 300, 0, set()
+  for index in range(count):
+    example = registered_mesh_example(
+      procedural, index, viseme_fraction=1.0, viseme_labelled_fraction=0.68, **settings
+    )
+    plain = _viseme_free_reference(procedural, index, **settings)
+    for key in ("identity_label", "expression_label", "expression_true", "identity"):
+      np.testing.assert_array_equal(example[key], plain[key])
+    assert example["viseme_true"].dtype == np.int32 and example["viseme_label"].dtype == np.int32
+    true, label = int(example["viseme_true"]), int(example["viseme_label"])
+    assert 0 <= true < len(VISEME_NAMES)
+    assert label in (-1, true)
+    labelled += label >= 0
+    seen.add(true)
+    # The expression is the emotion plus the viseme's modes, within [0, 1].
+    modes = viseme_vector(procedural, VISEME_NAMES[true]) > 0
+    assert (example["expression"] >= 0).all() and (example["expression"] <= 1).all()
+    np.testing.assert_array_equal(example["expression"] > 0, (plain["expression"] > 0) | modes)
+    np.testing.assert_allclose(
+      example["vertices"], procedural.shape(example["identity"], example["expression"]), atol=1e-5
+    )
+  assert seen == set(range(len(VISEME_NAMES)))
+  assert abs(labelled / count - 0.68) < 0.1  # binomial sd ~0.027
+  # With a fraction below 1 the rest are "rest" meshes; identity/emotion draws are unchanged.
+  rest = [
+    int(registered_mesh_example(procedural, i, viseme_fraction=0.2, **settings)["viseme_true"])
+    for i in range(200)
+  ]
+  assert 0.7 < np.mean(np.asarray(rest) == 0) < 0.95  # 0.8 + 0.2/8 expected
+
+
+def test_visemes_move_the_mouth_region(procedural):
+  from jaxface.data.synthetic import VISEME_NAMES
+
+  settings = dict(seed=2, num_identities=4, labelled_fraction=0.5)
+  template = np.asarray(procedural.vertices)
+  landmarks = np.asarray(procedural.landmarks)
+  mouth = template[landmarks[48:68]]
+  to_mouth = np.min(np.linalg.norm(template[:, None] - mouth[None], axis=-1), axis=1)
+  near = to_mouth < 0.25 * np.ptp(template[:, 1])  # about the lower third of the face
+  checked = set()
+  for index in range(60):
+    with_viseme = registered_mesh_example(procedural, index, viseme_fraction=1.0, **settings)
+    viseme = VISEME_NAMES[with_viseme["viseme_true"]]
+    if viseme == "rest" or viseme in checked:
+      continue
+    checked.add(viseme)
+    # Same index: same identity and emotion, differing only in the viseme.
+    without = registered_mesh_example(procedural, index, **settings)
+    assert with_viseme["identity_label"] == without["identity_label"]
+    assert with_viseme["expression_true"] == without["expression_true"]
+    displacement = np.linalg.norm(with_viseme["vertices"] - without["vertices"], axis=-1)
+    assert displacement.max() > 1e-3 * np.ptp(template[:, 1]), viseme
+    assert displacement[near].sum() > 0.5 * displacement.sum(), viseme
+    assert displacement[near].mean() > 2.5 * displacement[~near].mean(), viseme
+    # Mouth landmarks move far more than brow and eye landmarks.
+    moved = displacement[landmarks]
+    assert moved[48:68].mean() > 5 * moved[17:48].mean(), viseme
+  assert len(checked) >= 5
+
+
+def test_registered_meshes_builder_keeps_its_name_and_round_trips_visemes(tmp_path, procedural):
+  import hashlib
+
+  from jaxface.data.builders import RegisteredMeshes
+
+  base = dict(num_identities=3, labelled_fraction=0.5)
+
+  def name(settings):
+    builder = RegisteredMeshes(
+      model_spec="procedural", num_train=3, num_eval=1, seed=7, settings=settings,
+      data_dir=str(tmp_path), file_format="array_record",
+    )  # fmt: skip
+    return builder.builder_config.name
+
+  # The config name of a viseme-free dataset is what it was before visemes existed.
+  description = f"procedural|3|1|7|{sorted(base.items())}"
+  expected = "procedural_" + hashlib.sha1(description.encode()).hexdigest()[:8]
+  assert name(base) == expected
+  assert name(dict(base, viseme_fraction=0.0, viseme_labelled_fraction=0.3)) == expected
+  assert name(dict(base, viseme_fraction=0.5)) != expected
+
+  settings = dict(base, viseme_fraction=1.0, viseme_labelled_fraction=0.5)
+  source = load_synthetic(
+    "registered_meshes", model="procedural", num_train=3, num_eval=1, seed=7,
+    data_dir=tmp_path, **settings,
+  )  # fmt: skip
+  for index in range(3):
+    direct = registered_mesh_example(procedural, index, seed=7, **settings)
+    assert {"viseme_label", "viseme_true"} <= set(direct) and set(source[index]) == set(direct)
+    for key, value in direct.items():
+      np.testing.assert_array_equal(source[index][key], value)
+  plain = load_synthetic(
+    "registered_meshes", model="procedural", num_train=3, num_eval=1, seed=7,
+    data_dir=tmp_path, **base,
+  )  # fmt: skip
+  assert "viseme_label" not in plain[0] and "viseme_true" not in plain[0]
