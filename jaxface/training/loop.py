@@ -250,8 +250,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   return state
 
 
-def _restored_state(config, workdir: pathlib.Path, step: int | None):
-  """The method's state from a checkpoint in `workdir` (latest by default)."""
+def restore(
+  config: ml_collections.ConfigDict, workdir: str | pathlib.Path, step: int | None = None
+):
+  """A checkpoint of `workdir` (latest by default).
+
+  Returns (method module, state, step, eval dataset, an eval batch).
+  """
+  workdir = pathlib.Path(workdir)
   method = get_method(config.method)
   mesh = _mesh(config)
   dataset = method.create_dataset(config, "eval")
@@ -275,7 +281,7 @@ def evaluate(
 ):
   """Evaluates a checkpoint of `workdir` (latest by default) and logs `eval/*` scalars."""
   workdir = pathlib.Path(workdir)
-  method, state, step, dataset, _ = _restored_state(config, workdir, step)
+  method, state, step, dataset, _ = restore(config, workdir, step)
   metrics = {f"eval/{k}": float(v) for k, v in method.evaluate(state, dataset, config).items()}
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   writer.write_scalars(step, metrics)
@@ -288,7 +294,7 @@ def export_samples(
 ):
   """Writes the method's summaries for an eval batch under workdir/summaries/step_N."""
   workdir = pathlib.Path(workdir)
-  method, state, step, _, example = _restored_state(config, workdir, step)
+  method, state, step, _, example = restore(config, workdir, step)
   writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
   writer.write_summaries(step, jax.device_get(method.summaries(state, example)))
   writer.close()

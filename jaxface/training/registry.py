@@ -17,7 +17,9 @@ from __future__ import annotations
 import importlib
 import types
 
-METHODS: dict[str, str] = {}
+METHODS: dict[str, str] = {
+  "decoupled_gan": "jaxface.methods.decoupled_gan",
+}
 _REQUIRED = ("create_dataset", "create_state", "train_step", "evaluate", "summaries")
 
 

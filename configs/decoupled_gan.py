@@ -1,0 +1,163 @@
+r"""Decoupled 3D face GAN (Fernández Abrevaya et al., ICCV 2019) on synthetic registered meshes.
+
+    python train/main.py --config=configs/decoupled_gan.py:cpu --workdir=runs/gan_cpu
+    python -m jaxface.methods.decoupled_gan.paper_metrics --workdir=runs/gan_cpu
+    python -m jaxface.methods.decoupled_gan.report runs/gan_cpu runs/gan_cpu_no_feat_loss ...
+
+Variants (`file.py:variant[,key=value...]`):
+  default   the paper's settings (sec. 5.1) on ICT-FaceKit when $JAXFACE_DATA
+            has it, else on the procedural model: 30,559 meshes, 200 epochs.
+  paper     the same, but requires ICT-FaceKit.
+  cpu       ICT, 10,000 meshes, ~15 min of training on a 2-core CPU
+            (docs/results/decoupled_gan.md).
+  smoke     procedural model, tiny: trains, evaluates and writes samples in
+            well under 2 minutes on a CPU (used by the tests).
+  viseme    the supplement's identity-expression-viseme model: factors
+            (50, 50, 50) + 5 noise on meshes with viseme labels.
+Ablations (sec. 5.4), combinable with any variant as `ablation=NAME` or
+given alone as the variant: no_mesh_reg (lambda4 = 0), id_class_only (no
+expression classifier, so no expression classification or feature loss),
+no_feat_loss (lambda3 = 0).
+Other arguments: model=procedural|ict|PATH overrides the face model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import ml_collections
+
+from jaxface.morphable.loaders import ict_available
+from jaxface.training import loop_defaults, parse_arg
+
+VARIANTS = ("default", "paper", "cpu", "smoke", "viseme")
+ABLATIONS = ("none", "no_mesh_reg", "id_class_only", "no_feat_loss")
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  args = parse_arg(arg, variant="default", ablation="none", model="")
+  variant, ablation = args.variant, args.ablation
+  if variant in ABLATIONS:
+    variant, ablation = "default", variant
+  if variant not in VARIANTS:
+    raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS + ABLATIONS[1:]}")
+  if ablation not in ABLATIONS:
+    raise ValueError(f"unknown ablation {ablation!r}; known: {ABLATIONS}")
+
+  config = loop_defaults()
+  config.method = "decoupled_gan"
+  config.variant = variant
+  config.ablation = ablation
+
+  # Dataset (a): registered meshes with all identities labelled and 7% of
+  # the expressions labelled (sec. 5.2).
+  config.data = ml_collections.ConfigDict()
+  config.data.model = "ict" if ict_available() else "procedural"
+  config.data.num_train = 30_559
+  config.data.num_eval = 1_000
+  config.data.num_identities = 299
+  config.data.labelled_fraction = 0.07
+  config.data.viseme_fraction = 0.0
+  config.data.viseme_labelled_fraction = 0.68
+  config.data.seed = 0
+  config.data.data_dir = ""  # "" = $JAXFACE_DATA/synthetic or ~/.cache/jaxface/datasets
+
+  # Model and losses (sec. 4.2-4.3, 5.1, supplement Fig. 11).
+  config.gan = gan = ml_collections.ConfigDict()
+  gan.factors = ("identity", "expression")
+  gan.factor_dims = (65, 15)
+  gan.noise_dim = 5
+  gan.classify = ("identity", "expression")
+  gan.hidden = 512
+  gan.image_size = 64
+  gan.d_steps = 3
+  gan.lambda_class_d = 0.1  # lambda_C, eq. 6
+  gan.lambda_gan = 1.0  # lambda_1, eq. 8
+  gan.lambda_class = 1.0  # lambda_2
+  gan.lambda_feat = 0.5  # lambda_3
+  gan.lambda_laplacian = 100.0  # lambda_4
+  gan.gradient_penalty = 10.0
+  gan.instance_noise = 0.1  # mm
+  gan.learning_rate = 2e-4
+  gan.beta1 = 0.9
+  gan.beta2 = 0.999
+  gan.epochs = 200
+  gan.quick_eval = ml_collections.ConfigDict(
+    {"num_pairs": 500, "specificity_samples": 100, "reference_meshes": 500}
+  )
+
+  # The paper's metrics (`python -m jaxface.methods.decoupled_gan.paper_metrics`).
+  config.evaluation = ev = ml_collections.ConfigDict()
+  ev.num_pairs = 10_000
+  ev.specificity_samples = 1_000
+  ev.decoupling_bases = 100
+  ev.decoupling_samples = 100
+  ev.embedder_image_size = 64
+  ev.embedder_steps = 1_500
+  ev.embedder_batch_size = 64
+  ev.embedder_width = 0.5
+  ev.sparse_meshes = 144
+  ev.sparse_steps = 1_000
+  ev.sparse_learning_rate = 0.05
+  ev.regularisations = (0.0, 0.01, 10.0)
+  ev.embedder_dir = ""  # "" = <data_dir>/decoupling_embedders
+
+  per_step = 64
+  config.log_every = 50
+  config.checkpoint_every = 1_000
+  config.eval_every = 0
+  config.summary_every = 0
+  if variant == "paper":
+    config.data.model = "ict"
+  if variant == "cpu":
+    config.data.model = "ict"
+    config.data.num_train = 10_000
+    config.data.num_identities = 150
+    gan.epochs = 0
+    config.num_steps = 2_000
+  if variant == "smoke":
+    config.data.model = "procedural"
+    config.data.num_train = 384
+    config.data.num_eval = 64
+    config.data.num_identities = 8
+    config.data.labelled_fraction = 0.3
+    gan.hidden = 128
+    gan.epochs = 0
+    gan.quick_eval = ml_collections.ConfigDict(
+      {"num_pairs": 64, "specificity_samples": 16, "reference_meshes": 64}
+    )
+    per_step = 8
+    config.num_steps = 6
+    config.log_every = 2
+    config.checkpoint_every = 3
+    ev.num_pairs = 64
+    ev.specificity_samples = 16
+    ev.decoupling_bases = 4
+    ev.decoupling_samples = 4
+    ev.embedder_image_size = 32
+    ev.embedder_steps = 20
+    ev.embedder_batch_size = 16
+    ev.embedder_width = 0.125
+    ev.sparse_meshes = 4
+    ev.sparse_steps = 20
+  if variant == "viseme":
+    config.data.viseme_fraction = 1.0
+    config.data.labelled_fraction = 0.03
+    gan.factors = ("identity", "expression", "viseme")
+    gan.factor_dims = (50, 50, 50)
+    gan.classify = gan.factors
+  if args.model:
+    config.data.model = args.model
+
+  if ablation == "no_mesh_reg":
+    gan.lambda_laplacian = 0.0
+  elif ablation == "id_class_only":
+    gan.classify = ("identity",)
+  elif ablation == "no_feat_loss":
+    gan.lambda_feat = 0.0
+
+  config.batch_size = per_step * gan.d_steps  # real meshes per step: one batch per critic step
+  if gan.epochs:
+    # An epoch is one pass of the critic over the data (the paper's 200 epochs ~ 95k batches of 64).
+    config.num_steps = math.ceil(gan.epochs * config.data.num_train / config.batch_size)
+  return config

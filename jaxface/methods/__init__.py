@@ -1,0 +1,1 @@
+"""The four papers' methods, each a module implementing the trainer's method protocol."""

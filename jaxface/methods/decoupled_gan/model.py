@@ -1,0 +1,88 @@
+"""The decoupled GAN's networks (paper sec. 4.2 and supplement Fig. 11).
+
+The generator is an MLP from the concatenated codes to per-vertex
+displacements from a template mesh; the discriminator is a DC-GAN style
+critic on 64 x 64 geometry images with a shared trunk and one branch per
+output (real/fake and one classifier per labelled factor). Every branch
+returns its 2048-d penultimate features too, for the feature loss (eq. 10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class Generator(nn.Module):
+  """z -> (N, V, 3) displacements from the template.
+
+  Attributes:
+    num_vertices: V.
+    hidden: width of the intermediate layer (512 in the paper).
+    negative_slope: LeakyReLU slope (0.2, Fig. 11).
+  """
+
+  num_vertices: int
+  hidden: int = 512
+  negative_slope: float = 0.2
+
+  @nn.compact
+  def __call__(self, codes: jax.Array) -> jax.Array:
+    x = nn.Dense(self.hidden)(codes)  # (N, hidden)
+    x = nn.leaky_relu(x, self.negative_slope)
+    x = nn.Dense(3 * self.num_vertices)(x)  # (N, 3V)
+    return x.reshape(codes.shape[0], self.num_vertices, 3)
+
+
+def _conv(features: int, slope: float, name: str):
+  def apply(x):
+    x = nn.Conv(features, (3, 3), strides=(2, 2), padding="SAME", name=name)(x)
+    return nn.leaky_relu(x, slope)
+
+  return apply
+
+
+class Discriminator(nn.Module):
+  """Geometry images (N, n, n, 3) -> real/fake score and per-factor logits.
+
+  Attributes:
+    num_classes: labels of each classified factor, e.g. {"identity": 150,
+      "expression": 8}; a factor without a classifier has no branch.
+    trunk: channels of the shared stride-2 convolutions.
+    branch: channels of each branch's stride-2 convolutions.
+    negative_slope: LeakyReLU slope.
+  """
+
+  num_classes: dict[str, int]
+  trunk: Sequence[int] = (16, 32)
+  branch: Sequence[int] = (64, 128)
+  negative_slope: float = 0.2
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array], dict]:
+    """Returns (score (N,), logits {factor: (N, n_f)}, features {branch: (N, 2048)})."""
+    x = images
+    for index, features in enumerate(self.trunk):
+      x = _conv(features, self.negative_slope, f"shared_{index}")(x)  # 64 -> 32 -> 16
+
+    def branch(name: str) -> jax.Array:
+      y = x
+      for index, features in enumerate(self.branch):
+        y = _conv(features, self.negative_slope, f"{name}_{index}")(y)  # 16 -> 8 -> 4
+      return y.reshape(y.shape[0], -1)  # (N, 4 * 4 * 128 = 2048)
+
+    features = {"real": branch("real")}
+    score = nn.Dense(1, name="real_out")(features["real"])[:, 0]
+    logits = {}
+    for factor, count in self.num_classes.items():
+      features[factor] = branch(factor)
+      logits[factor] = nn.Dense(count, name=f"{factor}_out")(features[factor])
+    return score, logits, features
+
+
+def concatenate_codes(codes: dict[str, jax.Array], order: Sequence[str]) -> jax.Array:
+  """{name: (N, d)} in `order` -> (N, sum d)."""
+  return jnp.concatenate([codes[name] for name in order], axis=-1)

@@ -1,0 +1,284 @@
+r"""The paper's Table 1 and Table 2 metrics for a trained run or the linear baseline.
+
+    python -m jaxface.methods.decoupled_gan.paper_metrics --workdir=runs/gan_cpu
+    python -m jaxface.methods.decoupled_gan.paper_metrics --baseline=linear \
+        --config=configs/decoupled_gan.py:cpu --workdir=runs/gan_linear
+
+Writes <workdir>/paper_metrics.json (read by `report`), plus figures under
+<workdir>/paper_figures/: sample grids (random, same identity code, same
+expression code), the best/worst specificity samples, and the latent
+manipulation of the supplement (replace / add expression codes) as meshes
+and a rendered grid. The decoupling evaluators (one embedding network per
+factor, trained on the dataset's labels) are trained once per dataset and
+cached, so every row of a table is scored by the same networks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import pathlib
+import time
+
+import jax
+import ml_collections
+import numpy as np
+import PIL.Image
+from absl import app, flags, logging
+
+from jaxface.data.builders import default_data_dir
+from jaxface.io.mesh import export_mesh
+from jaxface.methods.decoupled_gan.data import MeshDataset, create_dataset
+from jaxface.methods.decoupled_gan.figures import mesh_images, sample_grid, tile
+from jaxface.methods.decoupled_gan.linear import fit_linear_model
+from jaxface.metrics.decoupling import (
+  Embedder,
+  choose_threshold,
+  decoupling_score,
+  image_frame,
+  mesh_embedding,
+  train_embedder,
+)
+from jaxface.metrics.shape import (
+  ShapeGenerator,
+  data_diversity,
+  generator_diversity,
+  sparse_reconstruction_rmse,
+  specificity_per_sample,
+)
+from jaxface.morphable import load as load_model
+
+#: Blendshapes outside the training emotions, for "extreme expressions" (Table 2's test set).
+EXTREME_SHAPES = (
+  "jawOpen", "jawLeft", "jawRight", "jawForward", "mouthLeft", "mouthRight", "mouthPucker",
+  "mouthFunnel", "cheekPuff", "mouthRollUpper", "mouthRollLower", "mouthPress_L",
+  "mouthPress_R", "eyeBlink_L", "eyeBlink_R", "mouthStretch_L", "mouthStretch_R", "browDown_L",
+  "browOuterUp_R", "mouthLowerDown_L", "mouthLowerDown_R", "mouthClose", "noseSneer_L",
+)  # fmt: skip
+
+
+def training_data_metrics(train: MeshDataset, config, rng: np.random.Generator) -> dict:
+  """Diversity of the training meshes from their labels (Table 1's first row)."""
+  vertices = train.vertices(progress=True)
+  diversity = data_diversity(vertices, train.labels, config.evaluation.num_pairs, rng)
+  return {f"diversity_{k}": float(v) for k, v in diversity.items()}
+
+
+def sparse_test_set(model_spec: str, count: int, seed: int = 12) -> np.ndarray:
+  """(count, V, 3) mm: unseen identities with extreme expressions outside the training set.
+
+  12 expressions per subject as in the paper's CoMA test data; each is 2-4
+  strong blendshapes not used by the training emotions' mixes.
+  """
+  model = load_model(model_spec)
+  names = [n for n in EXTREME_SHAPES if n in model.expression_names]
+  if len(names) < 4:
+    raise ValueError(f"model {model.name!r} lacks the blendshapes of the extreme expressions")
+  rng = np.random.default_rng(seed)
+  meshes = []
+  for index in range(count):
+    if index % 12 == 0:
+      identity = rng.standard_normal(model.num_identity).astype(np.float32)
+    weights = np.zeros(model.num_expression, np.float32)
+    for name in rng.choice(names, size=rng.integers(2, 5), replace=False):
+      weights[model.expression_index(name)] = rng.uniform(0.7, 1.0)
+    meshes.append(np.asarray(model.shape(identity, weights)))
+  scale = {"cm": 10.0, "mm": 1.0, "m": 1000.0}[model.units]
+  return np.stack(meshes).astype(np.float32) * scale
+
+
+def _embedder_dir(config, train: MeshDataset) -> pathlib.Path:
+  root = config.evaluation.embedder_dir or (
+    (config.data.data_dir or str(default_data_dir())) + "/decoupling_embedders"
+  )
+  ev = config.evaluation
+  key = json.dumps(
+    [train.name, len(train), config.data.to_dict(), ev.embedder_image_size, ev.embedder_steps,
+     ev.embedder_batch_size, ev.embedder_width, list(config.gan.factors)],
+    sort_keys=True, default=str,
+  )  # fmt: skip
+  return pathlib.Path(root) / hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def decoupling_evaluators(config, train: MeshDataset, validation: MeshDataset, progress=True):
+  """{factor: (embed_fn, threshold, validation accuracy, FAR)}, trained once and cached."""
+  ev = config.evaluation
+  folder = _embedder_dir(config, train)
+  folder.mkdir(parents=True, exist_ok=True)
+  triangles = train.triangles
+  frame = image_frame(train.template)  # every mesh, real or generated, framed alike
+  train_images = validation_images = None
+  evaluators = {}
+  for factor in config.gan.factors:
+    path = folder / f"{factor}.npz"
+    if path.exists():
+      embedder = Embedder.load(path)
+    else:
+      if train_images is None:
+        logging.info("rendering the training meshes for the decoupling embedders")
+        vertices = train.vertices(progress=progress)
+        train_images = mesh_images(vertices, triangles, ev.embedder_image_size, frame)
+      started = time.perf_counter()
+      embedder = train_embedder(
+        train_images, train.labels[factor], num_steps=ev.embedder_steps,
+        batch_size=ev.embedder_batch_size, width=ev.embedder_width,
+        rng=jax.random.PRNGKey(config.seed), progress=progress,
+      )  # fmt: skip
+      embedder.save(path)
+      logging.info("%s embedder: %.0f s", factor, time.perf_counter() - started)
+    if validation_images is None:
+      validation_images = mesh_images(
+        validation.vertices(), triangles, ev.embedder_image_size, frame
+      )
+    threshold, accuracy, far = choose_threshold(
+      embedder.embed(validation_images), validation.labels[factor], num_pairs=2000,
+      max_false_acceptance=0.1, rng=np.random.default_rng(config.seed),
+    )  # fmt: skip
+    embed = mesh_embedding(embedder, triangles, ev.embedder_image_size, *frame)
+    evaluators[factor] = (embed, float(threshold), float(accuracy), float(far))
+  return evaluators
+
+
+def model_metrics(generator: ShapeGenerator, config, train: MeshDataset, evaluators, rng) -> dict:
+  """Table 1 (decoupling, diversity, specificity) and Table 2 (sparse fitting) for one model."""
+  ev = config.evaluation
+  metrics = {}
+  for key, value in generator_diversity(generator, num_pairs=ev.num_pairs, rng=rng).items():
+    metrics[f"diversity_{key}"] = float(value)
+  samples = generator.generate(generator.sample_codes(rng, ev.specificity_samples))
+  per_sample = specificity_per_sample(samples, train.vertices())
+  metrics["specificity"] = float(np.mean(per_sample))
+  for factor, (embed, threshold, _, _) in evaluators.items():
+    if factor not in generator.code_dims:
+      continue
+    metrics[f"decoupling_{factor}"] = float(
+      decoupling_score(
+        generator, factor, embed, threshold, num_bases=ev.decoupling_bases,
+        samples_per_base=ev.decoupling_samples, rng=rng,
+      )
+    )  # fmt: skip
+  truth = sparse_test_set(config.data.model, ev.sparse_meshes)
+  keypoints = np.asarray(load_model(config.data.model).landmarks)
+  for regularisation in ev.regularisations:
+    metrics[f"sparse_rmse_{regularisation:g}"] = float(
+      sparse_reconstruction_rmse(
+        generator, keypoints, truth, regularisation, num_steps=ev.sparse_steps,
+        learning_rate=ev.sparse_learning_rate, rng=jax.random.PRNGKey(config.seed),
+      )
+    )  # fmt: skip
+  return metrics, samples, per_sample
+
+
+def write_figures(generator: ShapeGenerator, folder: pathlib.Path, samples, per_sample, seed=0):
+  """Sample grids, best/worst specificity samples and the latent manipulation."""
+  folder.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(seed)
+  for share in [None, *[f for f in generator.code_dims if f != "noise"]]:
+    name = "random" if share is None else f"same_{share}"
+    image = sample_grid(generator, rng, rows=4, cols=6, share=share)
+    PIL.Image.fromarray((image * 255).astype(np.uint8)).save(folder / f"samples_{name}.png")
+  order = np.argsort(per_sample)
+  extremes = np.concatenate([samples[order[:3]], samples[order[-3:]]])
+  image = tile(mesh_images(extremes, generator.triangles, 128), rows=1)
+  PIL.Image.fromarray((image * 255).astype(np.uint8)).save(folder / "specificity_best3_worst3.png")
+  if "expression" in generator.code_dims:
+    codes = generator.sample_codes(rng, 2)  # row 0: source, row 1: target
+    source = {k: v[:1] for k, v in codes.items()}
+    target = {k: v[1:] for k, v in codes.items()}
+    replaced = dict(target, expression=source["expression"])
+    added = dict(target, expression=source["expression"] + target["expression"])
+    meshes = {
+      name: generator.generate(c)[0]
+      for name, c in [("source", source), ("target", target), ("replaced", replaced),
+                      ("added", added)]
+    }  # fmt: skip
+    for name, vertices in meshes.items():
+      path = folder / f"manipulation_{name}.obj"
+      path.unlink(missing_ok=True)  # this folder is regenerated as a whole
+      export_mesh(path, vertices, generator.triangles)
+    image = tile(mesh_images(np.stack(list(meshes.values())), generator.triangles, 128), rows=1)
+    PIL.Image.fromarray((image * 255).astype(np.uint8)).save(folder / "manipulation.png")
+
+
+def run(config, workdir: pathlib.Path, baseline: str = "", step: int | None = None) -> dict:
+  """Computes and writes <workdir>/paper_metrics.json; returns the metrics."""
+  from jaxface.training import restore
+
+  workdir.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(config.seed)
+  train = create_dataset(config, "train")
+  validation = create_dataset(config, "eval")
+  if baseline == "linear":
+    vertices = train.vertices(progress=True)
+    dims = dict(zip(config.gan.factors, config.gan.factor_dims, strict=True))
+    # An identity space cannot have more modes than identities minus one.
+    num_identity = min(dims["identity"], len(np.unique(train.labels["identity"])) - 1)
+    linear = fit_linear_model(
+      vertices, train.labels["identity"], num_identity, dims["expression"], seed=config.seed
+    )
+    linear.save(workdir / "linear_model.npz")
+    generator = linear.shape_generator(train.triangles)
+    name, step = "linear baseline", 0
+  elif baseline:
+    raise ValueError(f"unknown baseline {baseline!r}; known: 'linear'")
+  else:
+    from jaxface.methods.decoupled_gan.method import shape_generator
+
+    _, state, step, _, _ = restore(config, workdir, step)
+    generator = shape_generator(state)
+    name = config.ablation if config.ablation != "none" else "full model"
+  evaluators = decoupling_evaluators(config, train, validation)
+  started = time.perf_counter()
+  metrics, samples, per_sample = model_metrics(generator, config, train, evaluators, rng)
+  write_figures(generator, workdir / "paper_figures", samples, per_sample, config.seed)
+  result = {
+    "name": name,
+    "step": int(step),
+    "variant": config.variant,
+    "metrics": metrics,
+    "training_data": training_data_metrics(train, config, np.random.default_rng(config.seed)),
+    "evaluators": {
+      f: {"threshold": t, "accuracy": a, "far": r} for f, (_, t, a, r) in evaluators.items()
+    },
+    "seconds": time.perf_counter() - started,
+  }
+  (workdir / "paper_metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+  return result
+
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (its config.json is used).")
+_CONFIG = flags.DEFINE_string(
+  "config", None, "Config file[:variant]; default: the workdir's config.json."
+)
+_BASELINE = flags.DEFINE_enum("baseline", "", ["", "linear"], "Evaluate a baseline instead.")
+_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+
+
+def load_config(argument: str | None, workdir: pathlib.Path) -> ml_collections.ConfigDict:
+  """The config of `--config=file.py[:arg]`, else the one the run saved in its workdir."""
+  if argument:
+    path, _, arg = argument.partition(":")
+    spec = importlib.util.spec_from_file_location("jaxface_config", path)
+    if spec is None or not pathlib.Path(path).exists():
+      raise FileNotFoundError(f"config file {path} not found")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg or None)
+  path = workdir / "config.json"
+  if not path.exists():
+    raise FileNotFoundError(f"{path} not found: pass --config=configs/decoupled_gan.py:VARIANT")
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def main(argv):
+  del argv
+  workdir = pathlib.Path(_WORKDIR.value)
+  config = load_config(_CONFIG.value, workdir)
+  result = run(config, workdir, _BASELINE.value, _STEP.value)
+  print(json.dumps(result["metrics"], indent=2))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir"])
+  app.run(main)

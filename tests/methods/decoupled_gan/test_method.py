@@ -1,0 +1,177 @@
+"""The decoupled GAN's step on the smoke config: inputs, losses, variants, retracing."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import decoupled_gan as gan_config
+from jaxface.methods.decoupled_gan import method
+from jaxface.training.pipeline import InputPipeline
+
+
+@pytest.fixture(scope="module")
+def smoke(make_config):
+  config = make_config()
+  dataset = method.create_dataset(config, "train")
+  pipeline = InputPipeline(dataset, config.batch_size, 0, None, 0)
+  return config, dataset, pipeline
+
+
+def _state(config, pipeline, seed=0):
+  return method.create_state(config, jax.random.PRNGKey(seed), pipeline.batch(0))
+
+
+def _brute_force_geometry_image(vertices, triangles, uv, triangle_uv, size):
+  """Pixel centres located in UV triangles one by one; barycentric interpolation of 3D vertices."""
+  image = np.zeros((size, size, 3))
+  corners_uv = uv[triangle_uv]  # (F, 3, 2)
+  for row in range(size):
+    for col in range(size):
+      point = np.array([(col + 0.5) / size, 1.0 - (row + 0.5) / size])  # row 0 is v near 1
+      a, b, c = corners_uv[:, 0], corners_uv[:, 1], corners_uv[:, 2]
+      det = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+      w1 = (point[0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (point[1] - a[:, 1])
+      w2 = (b[:, 0] - a[:, 0]) * (point[1] - a[:, 1]) - (point[0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+      w1, w2 = w1 / det, w2 / det
+      inside = (w1 >= -1e-9) & (w2 >= -1e-9) & (w1 + w2 <= 1 + 1e-9)
+      if not inside.any():
+        continue
+      face = np.flatnonzero(inside)[0]
+      weights = np.array([1 - w1[face] - w2[face], w1[face], w2[face]])
+      image[row, col] = weights @ vertices[triangles[face]]
+  return image
+
+
+def test_discriminator_sees_exactly_the_geometry_images_of_real_meshes(smoke):
+  config, dataset, pipeline = smoke
+  state = _state(config, pipeline)
+  real = pipeline.batch(0)["vertices"][:2]  # (2, V, 3) mm
+  images = np.asarray(method.discriminator_images(state.constants, jnp.asarray(real)))
+  size = config.gan.image_size
+  assert images.shape == (2, size, size, 3)
+  template = _brute_force_geometry_image(
+    dataset.template, dataset.triangles, dataset.uv, dataset.triangle_uv, size
+  )
+  for mesh, image in zip(real, images, strict=True):
+    expected = _brute_force_geometry_image(
+      mesh, dataset.triangles, dataset.uv, dataset.triangle_uv, size
+    )
+    np.testing.assert_allclose(image, expected - template, atol=2e-3)  # mm, float32
+  # Without instance noise the critic's input is exactly that image.
+  quiet = state.replace(settings=_replace(state.settings, instance_noise=0.0))
+  critic_input = method._critic_input(jax.random.PRNGKey(0), quiet, jnp.asarray(real))
+  np.testing.assert_array_equal(np.asarray(critic_input), images)
+
+
+def _replace(settings, **changes):
+  import dataclasses
+
+  return dataclasses.replace(settings, **changes)
+
+
+def _expected_generator_loss(metrics, settings):
+  classes = sum(metrics[f"g_class_{f}"] for f in settings.classify)
+  features = sum(metrics[f"g_feature_{f}"] for f in settings.classify)
+  return (
+    settings.lambda_gan * metrics["g_gan"]
+    + settings.lambda_class * classes
+    + settings.lambda_feat * features
+    + settings.lambda_laplacian * metrics["g_laplacian"]
+  )
+
+
+@pytest.mark.parametrize("ablation", ["none", "no_mesh_reg", "id_class_only", "no_feat_loss"])
+def test_each_loss_term_is_finite_and_switched_by_its_variant(smoke, make_config, ablation):
+  config = make_config(f"smoke,ablation={ablation}")
+  _, _, pipeline = smoke
+  state = _state(config, pipeline)
+  step = jax.jit(method.train_step)
+  seen = {}
+  for index in range(2):  # both phases of the identity/expression alternation
+    state, metrics = step(state, pipeline.batch(index))
+    metrics = {k: float(v) for k, v in metrics.items()}
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    np.testing.assert_allclose(
+      metrics["g_loss"], _expected_generator_loss(metrics, state.settings), rtol=1e-4
+    )
+    seen.update({k: seen.get(k, 0.0) + abs(v) for k, v in metrics.items()})
+  settings = state.settings
+  assert settings.lambda_laplacian == (0.0 if ablation == "no_mesh_reg" else 100.0)
+  assert settings.lambda_feat == (0.0 if ablation == "no_feat_loss" else 0.5)
+  if ablation == "id_class_only":
+    assert settings.classify == ("identity",)
+    assert not any("expression" in key for key in seen)
+    assert not any(name.startswith("expression") for name in state.discriminator)
+  else:
+    assert settings.classify == ("identity", "expression")
+    assert {"expression_0", "expression_out"} <= set(state.discriminator)
+    # Over the two phases every classification and feature term was active once.
+    for factor in settings.classify:
+      assert seen[f"g_class_{factor}"] > 0 and seen[f"g_feature_{factor}"] > 0
+      assert seen[f"d_class_{factor}"] > 0
+  assert seen["g_laplacian"] > 0 and seen["d_gradient_penalty"] > 0
+
+
+def test_generator_batch_alternates_labelled_and_paired_codes(smoke):
+  config, _, pipeline = smoke
+  state = _state(config, pipeline)
+  for step, labelled in [(0, "identity"), (1, "expression")]:
+    current = state.replace(step=jnp.asarray(step))
+    codes, labels, pairs, _ = method._generator_batch(jax.random.PRNGKey(3), current, 8)
+    other = "expression" if labelled == "identity" else "identity"
+    slot = state.settings.classify.index(labelled)
+    fixed = np.asarray(state.constants.fixed_codes[slot])
+    np.testing.assert_array_equal(np.asarray(codes[labelled]), fixed[np.asarray(labels[labelled])])
+    assert (np.asarray(labels[other]) == -1).all()
+    paired = np.asarray(codes[other])
+    rows = np.asarray(pairs[other])
+    np.testing.assert_array_equal(paired[rows[:, 0]], paired[rows[:, 1]])
+    assert len(np.unique(paired, axis=0)) == 4  # four pairs, four distinct shared codes
+    assert sorted(rows.ravel()) == list(range(8))
+
+
+def test_laplacian_energy_falls_when_lambda4_is_on(smoke, make_config):
+  _, _, pipeline = smoke
+  energies = {}
+  for ablation in ["none", "no_mesh_reg"]:
+    # A larger step size than the paper's makes the trend visible in a few steps.
+    config = make_config(f"smoke,ablation={ablation}", **{"gan.learning_rate": 2e-3})
+    state = _state(config, pipeline)
+    step = jax.jit(method.train_step)
+    trace = []
+    for index in range(16):
+      state, metrics = step(state, pipeline.batch(index))
+      trace.append(float(metrics["g_laplacian"]))
+    energies[ablation] = trace
+  # Means over both phases of the identity/expression alternation.
+  start, end = np.mean(energies["none"][:2]), np.mean(energies["none"][-4:])
+  assert end < 0.65 * start, energies
+  assert end < 0.5 * np.mean(energies["no_mesh_reg"][-4:]), energies
+
+
+def test_train_step_traces_once_across_phases(smoke):
+  config, _, pipeline = smoke
+  state = _state(config, pipeline)
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def step(state, batch):
+    return method.train_step(state, batch)
+
+  for index in range(3):
+    state, _ = step(state, pipeline.batch(index))
+  assert int(state.step) == 3
+
+
+def test_config_errors_name_the_field(make_config):
+  config = make_config(**{"gan.classify": ("identity", "mood")})
+  with pytest.raises(ValueError, match="mood"):
+    method.settings_from_config(config, method.create_dataset(config, "train"))
+  with pytest.raises(ValueError, match="unknown variant"):
+    gan_config.get_config("huge")
+  with pytest.raises(ValueError, match="unknown ablation"):
+    gan_config.get_config("smoke,ablation=no_gan")
