@@ -109,6 +109,8 @@ class Constants:
     template: (V, 3) reference mesh in mm; the generator adds displacements.
     triangles: (F, 3) int32 faces of the template.
     template_image: (n, n, 3) its geometry image.
+    image_scale: () mm, standard deviation of the training meshes'
+      displacements from the template: the critic's input unit.
     lookup: the geometry-mapping tables (n x n).
     laplacian: cotangent Laplacian of the template (eq. 12).
     fixed_codes: per classified factor, (n_f, d_f) the code T^f of each label.
@@ -118,6 +120,7 @@ class Constants:
   template: jax.Array
   triangles: jax.Array
   template_image: jax.Array
+  image_scale: jax.Array
   lookup: GeometryImageLookup
   laplacian: LaplacianOperator
   fixed_codes: tuple[jax.Array, ...]
@@ -176,6 +179,13 @@ def settings_from_config(config: ml_collections.ConfigDict, dataset: MeshDataset
   )
 
 
+def _displacement_scale(dataset: MeshDataset, count: int = 512) -> float:
+  """Standard deviation (mm) of vertex displacements from the template over a data sample."""
+  indices = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).astype(int)
+  displacements = dataset.vertices(indices) - dataset.template  # (n, V, 3)
+  return float(np.sqrt(np.mean(displacements**2)))
+
+
 def create_state(config: ml_collections.ConfigDict, rng: jax.Array, example_batch) -> State:
   del example_batch  # shapes and labels come from the training set
   return init_state(config, rng, create_dataset(config, "train"))
@@ -200,6 +210,7 @@ def init_state(config: ml_collections.ConfigDict, rng: jax.Array, dataset: MeshD
     template=template,
     triangles=jnp.asarray(dataset.triangles, jnp.int32),
     template_image=geometry_image(template, lookup),
+    image_scale=jnp.asarray(_displacement_scale(dataset), jnp.float32),
     lookup=lookup,
     laplacian=cotangent_laplacian(template, np.asarray(dataset.triangles)),
     fixed_codes=fixed_codes,
@@ -233,13 +244,19 @@ def generate(state: State, codes: dict[str, jax.Array]) -> tuple[jax.Array, jax.
 
 
 def discriminator_images(constants: Constants, vertices: jax.Array) -> jax.Array:
-  """What the critic sees: the geometry image of each mesh minus the template's.
+  """What the critic sees: the geometry image of each mesh, standardised.
 
-  (N, V, 3) mm -> (N, n, n, 3). Subtracting the fixed template image is a
-  constant offset (the critic's inputs are centred near 0); instance noise
-  is added by the step, not here.
+  (N, V, 3) mm -> (N, n, n, 3): (I(v) - I(template)) / s with s the
+  training meshes' displacement spread (`Constants.image_scale`). An affine
+  map of the geometry image, so the critic judges exactly the geometry
+  images of the meshes, in units where the gradient penalty's unit slope
+  and the instance noise's sigma = 0.1 have the meaning they have for
+  images in [-1, 1] (in mm they would not: a critic on mm inputs had
+  Wasserstein estimates in the thousands). Instance noise is added by the
+  step, not here.
   """
-  return geometry_image(vertices, constants.lookup) - constants.template_image
+  image = geometry_image(vertices, constants.lookup) - constants.template_image
+  return image / constants.image_scale
 
 
 def _random_codes(rng, settings: Settings, count: int) -> dict[str, jax.Array]:

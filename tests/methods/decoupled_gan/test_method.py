@@ -60,7 +60,10 @@ def test_discriminator_sees_exactly_the_geometry_images_of_real_meshes(smoke):
     expected = _brute_force_geometry_image(
       mesh, dataset.triangles, dataset.uv, dataset.triangle_uv, size
     )
-    np.testing.assert_allclose(image, expected - template, atol=2e-3)  # mm, float32
+    scale = float(state.constants.image_scale)  # the displacement spread, mm
+    np.testing.assert_allclose(image * scale, expected - template, atol=2e-3)  # mm, float32
+  displacements = np.stack([dataset[i]["vertices"] for i in range(len(dataset))]) - dataset.template
+  np.testing.assert_allclose(scale, np.sqrt(np.mean(displacements**2)), rtol=0.1)
   # Without instance noise the critic's input is exactly that image.
   quiet = state.replace(settings=_replace(state.settings, instance_noise=0.0))
   critic_input = method._critic_input(jax.random.PRNGKey(0), quiet, jnp.asarray(real))
@@ -175,3 +178,22 @@ def test_config_errors_name_the_field(make_config):
     gan_config.get_config("huge")
   with pytest.raises(ValueError, match="unknown ablation"):
     gan_config.get_config("smoke,ablation=no_gan")
+
+
+def test_factors_are_data_the_viseme_model_is_a_config(make_config):
+  config = make_config("smoke,visemes=true")
+  assert tuple(config.gan.factors) == ("identity", "expression", "viseme")
+  dataset = method.create_dataset(config, "train")
+  assert dataset.num_classes["viseme"] == 8 and (dataset.labels["viseme"] >= 0).mean() > 0.5
+  pipeline = InputPipeline(dataset, config.batch_size, 0, None, 0)
+  state = method.init_state(config, jax.random.PRNGKey(0), dataset)
+  assert state.settings.code_dims == {"identity": 50, "expression": 50, "viseme": 50, "noise": 5}
+  assert {"viseme_0", "viseme_out"} <= set(state.discriminator)
+  step = jax.jit(method.train_step)
+  labelled = []
+  for index in range(3):  # the labelled factor cycles through the three classifiers
+    _codes, labels, _, _ = method._generator_batch(jax.random.PRNGKey(index), state, 8)
+    labelled.append([f for f in state.settings.classify if (np.asarray(labels[f]) >= 0).all()])
+    state, metrics = step(state, pipeline.batch(index))
+    assert all(np.isfinite(float(v)) for v in metrics.values())
+  assert labelled == [["identity"], ["expression"], ["viseme"]]
