@@ -74,6 +74,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   gan.noise_dim = 5
   gan.classify = ("identity", "expression")
   gan.hidden = 512
+  gan.output_init = "zeros"  # displacement layer: zeros (start at the template) or lecun_normal
   gan.image_size = 64
   gan.d_steps = 3
   gan.lambda_class_d = 0.1  # lambda_C, eq. 6

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -68,6 +69,7 @@ class Settings:
   num_classes: tuple[int, ...]  # per classified factor
   num_vertices: int
   hidden: int
+  output_init: str
   d_steps: int
   lambda_class_d: float
   lambda_gan: float
@@ -92,7 +94,14 @@ class Settings:
     return dims
 
   def generator(self) -> Generator:
-    return Generator(num_vertices=self.num_vertices, hidden=self.hidden)
+    initialisers = {"zeros": nn.initializers.zeros, "lecun_normal": nn.initializers.lecun_normal()}
+    if self.output_init not in initialisers:
+      raise ValueError(
+        f"config.gan.output_init must be one of {sorted(initialisers)}, got {self.output_init!r}"
+      )
+    return Generator(
+      num_vertices=self.num_vertices, hidden=self.hidden, output_init=initialisers[self.output_init]
+    )
 
   def discriminator(self) -> Discriminator:
     return Discriminator(num_classes=dict(zip(self.classify, self.num_classes, strict=True)))
@@ -165,6 +174,7 @@ def settings_from_config(config: ml_collections.ConfigDict, dataset: MeshDataset
     num_classes=tuple(dataset.num_classes[f] for f in classify),
     num_vertices=dataset.num_vertices,
     hidden=int(gan.hidden),
+    output_init=str(gan.output_init),
     d_steps=int(gan.d_steps),
     lambda_class_d=float(gan.lambda_class_d),
     lambda_gan=float(gan.lambda_gan),
