@@ -209,7 +209,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         pending.append(metrics)
         done = step + 1
         progress.update(1)
-        stopping = preemption.requested or done == last
+        # Read the flag once: a SIGTERM arriving later in this step is handled after the next one,
+        # so the checkpoint written and the step reported always agree.
+        preempted = preemption.requested
+        stopping = preempted or done == last
         save = stopping or _due(done, config.checkpoint_every, last)
         if pending and (save or _due(done, config.log_every, last)):
           # The only host sync of the loop body: metrics at logging/saving steps.
@@ -220,7 +223,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           writer.write_scalars(done, {f"train/{k}": v for k, v in means.items()})
           pending, first_pending, interval_start = [], done + 1, time.perf_counter()
         eval_metrics = {}
-        if _due(done, config.eval_every, last) and not preemption.requested:
+        if _due(done, config.eval_every, last) and not preempted:
           if eval_data is None:
             eval_data = method.create_dataset(config, "eval")
           eval_metrics = {
@@ -232,9 +235,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         if save:
           manager.save(done, args=ocp.args.StandardSave(state))
           last_saved = done
-        if _due(done, config.summary_every, last) and not preemption.requested:
+        if _due(done, config.summary_every, last) and not preempted:
           writer.write_summaries(done, jax.device_get(method.summaries(state, batch)))
-        if preemption.requested:
+        if preempted:
           logging.warning("SIGTERM: saved a checkpoint at step %d and stopped", done)
           print(f"preempted: checkpoint saved at step {done}", flush=True)
           break

@@ -119,7 +119,8 @@ class Constants:
     triangles: (F, 3) int32 faces of the template.
     template_image: (n, n, 3) its geometry image.
     image_scale: () mm, standard deviation of the training meshes'
-      displacements from the template: the critic's input unit.
+      displacements from the template: the unit of the critic's input and
+      of the generator's output.
     lookup: the geometry-mapping tables (n x n).
     laplacian: cotangent Laplacian of the template (eq. 12).
     fixed_codes: per classified factor, (n_f, d_f) the code T^f of each label.
@@ -249,7 +250,11 @@ def init_state(config: ml_collections.ConfigDict, rng: jax.Array, dataset: MeshD
 def generate(state: State, codes: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
   """Codes {name: (N, d)} -> (vertices (N, V, 3) mm, displacements (N, V, 3))."""
   z = concatenate_codes(codes, state.settings.code_names)
-  displacements = state.settings.generator().apply({"params": state.generator}, z)
+  # The network speaks in units of the data's displacement spread (as the
+  # critic does): mm-sized outputs would take Adam at lr 2e-4 thousands of
+  # steps to reach from a zero-initialised layer.
+  standardised = state.settings.generator().apply({"params": state.generator}, z)
+  displacements = state.constants.image_scale * standardised  # (N, V, 3) mm
   return state.constants.template + displacements, displacements
 
 
@@ -396,7 +401,12 @@ def train_step(state: State, batch):
       feature += feature_term
       metrics[f"g_class_{factor}"] = class_term
       metrics[f"g_feature_{factor}"] = feature_term
-    laplacian = losses.laplacian_energy(state.constants.laplacian, displacements)
+    # In the critic's standardised units, like everything else the networks see: with
+    # lambda_4 = 100 on mm^2 the regulariser outweighed the critic ~15x and the generator
+    # stayed at the template.
+    laplacian = losses.laplacian_energy(
+      state.constants.laplacian, displacements / state.constants.image_scale
+    )
     total = (
       settings.lambda_gan * gan
       + settings.lambda_class * classification

@@ -4,6 +4,9 @@ r"""The paper's Table 1 and Table 2 metrics for a trained run or the linear base
     python -m jaxface.methods.decoupled_gan.paper_metrics --baseline=linear \
         --config=configs/decoupled_gan.py:cpu --workdir=runs/gan_linear
 
+`--config` (with `--config.x=y` overrides, as for train/main.py) defaults to the
+config the run saved in its workdir; the linear baseline needs it.
+
 Writes <workdir>/paper_metrics.json (read by `report`), plus figures under
 <workdir>/paper_figures/: sample grids (random, same identity code, same
 expression code), the best/worst specificity samples, and the latent
@@ -16,7 +19,6 @@ cached, so every row of a table is scored by the same networks.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import pathlib
 import time
@@ -26,6 +28,7 @@ import ml_collections
 import numpy as np
 import PIL.Image
 from absl import app, flags, logging
+from ml_collections import config_flags
 
 from jaxface.data.builders import default_data_dir
 from jaxface.io.mesh import export_mesh
@@ -247,38 +250,37 @@ def run(config, workdir: pathlib.Path, baseline: str = "", step: int | None = No
   return result
 
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (its config.json is used).")
-_CONFIG = flags.DEFINE_string(
-  "config", None, "Config file[:variant]; default: the workdir's config.json."
-)
-_BASELINE = flags.DEFINE_enum("baseline", "", ["", "linear"], "Evaluate a baseline instead.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-
-
-def load_config(argument: str | None, workdir: pathlib.Path) -> ml_collections.ConfigDict:
-  """The config of `--config=file.py[:arg]`, else the one the run saved in its workdir."""
-  if argument:
-    path, _, arg = argument.partition(":")
-    spec = importlib.util.spec_from_file_location("jaxface_config", path)
-    if spec is None or not pathlib.Path(path).exists():
-      raise FileNotFoundError(f"config file {path} not found")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg or None)
+def load_config(
+  config: ml_collections.ConfigDict | None, workdir: pathlib.Path
+) -> ml_collections.ConfigDict:
+  """`config` when given (from --config=file.py[:arg]), else the one the run saved in `workdir`."""
+  if config is not None:
+    return config
   path = workdir / "config.json"
   if not path.exists():
     raise FileNotFoundError(f"{path} not found: pass --config=configs/decoupled_gan.py:VARIANT")
   return ml_collections.ConfigDict(json.loads(path.read_text()))
 
 
-def main(argv):
-  del argv
-  workdir = pathlib.Path(_WORKDIR.value)
-  config = load_config(_CONFIG.value, workdir)
-  result = run(config, workdir, _BASELINE.value, _STEP.value)
-  print(json.dumps(result["metrics"], indent=2))
+def main() -> None:
+  """The command line. Flags are defined here, not at import, so that importing this module
+  (tests, notebooks, train/main.py in one process) never clashes with another `--config`."""
+  workdir = flags.DEFINE_string("workdir", None, "Run directory (its config.json is used).")
+  config = config_flags.DEFINE_config_file(
+    "config", None, "Config file[:variant] (overrides: --config.x=y); default: the workdir's."
+  )
+  baseline = flags.DEFINE_enum("baseline", "", ["", "linear"], "Evaluate a baseline instead.")
+  step = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+  flags.mark_flags_as_required(["workdir"])
+
+  def run_from_flags(argv):
+    del argv
+    directory = pathlib.Path(workdir.value)
+    result = run(load_config(config.value, directory), directory, baseline.value, step.value)
+    print(json.dumps(result["metrics"], indent=2))
+
+  app.run(run_from_flags)
 
 
 if __name__ == "__main__":
-  flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  main()

@@ -45,7 +45,7 @@ def test_smoke_command_trains_evaluates_and_writes_samples(smoke_run):
   assert (smoke_run / "checkpoints").exists()
 
 
-def test_paper_metrics_and_report(smoke_run, make_config, tmp_path):
+def test_paper_metrics_and_report(smoke_run, make_config, gan_data_dir, tmp_path):
   config = make_config("smoke")
   result = paper_metrics.run(config, smoke_run)
   metrics = result["metrics"]
@@ -60,7 +60,19 @@ def test_paper_metrics_and_report(smoke_run, make_config, tmp_path):
   figures = {path.name for path in (smoke_run / "paper_figures").iterdir()}
   assert {"samples_same_expression.png", "manipulation.png", "manipulation_added.obj"} <= figures
 
-  baseline = paper_metrics.run(make_config("smoke"), tmp_path / "linear", baseline="linear")
+  # The baseline through the command line, with --config overrides as a user types them.
+  command = [
+    sys.executable, "-m", "jaxface.methods.decoupled_gan.paper_metrics", "--baseline=linear",
+    "--config=configs/decoupled_gan.py:smoke", f"--config.data.data_dir={gan_data_dir}",
+    f"--config.evaluation.embedder_dir={gan_data_dir / 'embedders'}",
+    f"--workdir={tmp_path / 'linear'}",
+  ]  # fmt: skip
+  environment = dict(os.environ, XLA_FLAGS="")
+  result = subprocess.run(
+    command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600
+  )
+  assert result.returncode == 0, result.stderr[-3000:]
+  baseline = json.loads((tmp_path / "linear" / "paper_metrics.json").read_text())
   assert baseline["name"] == "linear baseline"
   # The linear model's same-identity pairs differ only by expression: less than random pairs.
   assert baseline["metrics"]["diversity_same_identity"] < baseline["metrics"]["diversity_global"]
@@ -69,3 +81,11 @@ def test_paper_metrics_and_report(smoke_run, make_config, tmp_path):
   assert "| training data |" in text and "| linear baseline |" in text and "λ = 0.01" in text
   with pytest.raises(FileNotFoundError, match="paper_metrics"):
     report.report([str(tmp_path)])
+
+
+def test_importing_the_metrics_command_defines_no_flags():
+  # train/main.py defines --config and --workdir in the same absl registry; a module imported
+  # beside it (by a notebook, or a test in the same worker) must not define them again.
+  from absl import flags
+
+  assert "baseline" not in flags.FLAGS
