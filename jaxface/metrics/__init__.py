@@ -1,7 +1,9 @@
-"""Evaluation metrics of generative 3D face models: diversity, specificity, decoupling.
+"""Evaluation metrics: generative 3D face models and image completion.
 
 `shape` holds the model interface (`ShapeGenerator`) and the geometric
-metrics; `decoupling` the embedding-network protocol of the decoupling score.
+metrics (diversity, specificity, sparse fitting); `decoupling` the
+embedding-network protocol of the decoupling score; `image` PSNR, SSIM and
+LPIPS by their standard definitions, reported overall and by mask ratio.
 """
 
 from jaxface.metrics.decoupling import (
@@ -14,6 +16,21 @@ from jaxface.metrics.decoupling import (
   mesh_embedding,
   normal_images,
   train_embedder,
+)
+from jaxface.metrics.image import (
+  MASK_RATIO_EDGES,
+  LpipsUnavailable,
+  LpipsWeights,
+  MaskRatioReport,
+  image_metrics,
+  load_lpips,
+  lpips,
+  lpips_weights_from_tensors,
+  mask_to_face_ratio,
+  metrics_by_mask_ratio,
+  psnr,
+  save_lpips,
+  ssim,
 )
 from jaxface.metrics.shape import (
   ShapeGenerator,
@@ -28,8 +45,12 @@ from jaxface.metrics.shape import (
 )
 
 __all__ = [
+  "MASK_RATIO_EDGES",
   "Embedder",
   "EmbeddingNet",
+  "LpipsUnavailable",
+  "LpipsWeights",
+  "MaskRatioReport",
   "ShapeGenerator",
   "batch_hard_triplet_loss",
   "choose_threshold",
@@ -38,12 +59,21 @@ __all__ = [
   "fit_sparse",
   "generator_diversity",
   "image_frame",
+  "image_metrics",
+  "load_lpips",
+  "lpips",
+  "lpips_weights_from_tensors",
+  "mask_to_face_ratio",
   "mean_vertex_distance",
   "mesh_embedding",
+  "metrics_by_mask_ratio",
   "normal_images",
+  "psnr",
   "sample_pairs",
+  "save_lpips",
   "sparse_reconstruction_rmse",
   "specificity",
   "specificity_per_sample",
+  "ssim",
   "train_embedder",
 ]
