@@ -1,5 +1,43 @@
-"""Neural network building blocks in Flax Linen shared by methods and metrics."""
+"""Neural network building blocks in Flax Linen shared by methods and metrics.
 
+`resnet` holds the ResNet-18 of the decoupling evaluators; `layers` the
+spectral-normalised, gated and GroupNorm blocks and the U-Net of 3DFaceFill,
+and `host_init_variables`, which initialises any module without compiling
+its `init`.
+"""
+
+from jaxface.nets.layers import (
+  ConvNormAct,
+  DownBlock,
+  GatedConv,
+  GatedResUnit,
+  GatedUpBlock,
+  ResUnit,
+  SpectralConv,
+  UNet,
+  UpBlock,
+  group_count,
+  host_init_variables,
+  upsample_nearest,
+)
 from jaxface.nets.resnet import BasicBlock, ResNet18, host_init, norm_groups, scaled_width
 
-__all__ = ["BasicBlock", "ResNet18", "host_init", "norm_groups", "scaled_width"]
+__all__ = [
+  "BasicBlock",
+  "ConvNormAct",
+  "DownBlock",
+  "GatedConv",
+  "GatedResUnit",
+  "GatedUpBlock",
+  "ResNet18",
+  "ResUnit",
+  "SpectralConv",
+  "UNet",
+  "UpBlock",
+  "group_count",
+  "host_init",
+  "host_init_variables",
+  "norm_groups",
+  "scaled_width",
+  "upsample_nearest",
+]

@@ -21,8 +21,8 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
-from flax import traverse_util
+
+from jaxface.nets.layers import host_init_variables
 
 #: Channels of the four stages of ResNet-18 at width 1.
 STAGE_WIDTHS = (64, 128, 256, 512)
@@ -95,25 +95,12 @@ def host_init(module: nn.Module, *inputs: jax.Array, seed: int = 0):
   """Parameters of `module` drawn with numpy on the host, like Flax's defaults.
 
   Kernels (convolutions and dense) ~ N(0, 1 / fan_in) (LeCun normal, not
-  truncated), biases 0, GroupNorm scales 1. Shapes come from
-  `jax.eval_shape`, so nothing is compiled: on CPU, compiling the jitted
+  truncated), biases 0, GroupNorm scales 1; see
+  `jaxface.nets.layers.host_init_variables`, which also fills the other
+  collections. Nothing is compiled: on CPU, compiling the jitted
   `module.init` costs tens of seconds for a ResNet-18, mostly the PRNG.
 
   Returns:
     the "params" collection, a nested dict of float32 jax arrays.
   """
-  shapes = jax.eval_shape(module.init, jax.random.PRNGKey(0), *inputs)["params"]
-  rng = np.random.default_rng(seed)
-  out = {}
-  for path, leaf in traverse_util.flatten_dict(shapes).items():
-    if path[-1] == "kernel":
-      fan_in = int(np.prod(leaf.shape[:-1]))
-      value = rng.standard_normal(leaf.shape) / np.sqrt(fan_in)
-    elif path[-1] == "scale":
-      value = np.ones(leaf.shape)
-    elif path[-1] == "bias":
-      value = np.zeros(leaf.shape)
-    else:
-      raise ValueError(f"host_init does not know how to initialise parameter {'/'.join(path)}")
-    out[path] = jnp.asarray(value, leaf.dtype)
-  return traverse_util.unflatten_dict(out)
+  return host_init_variables(module, *inputs, seed=seed)["params"]
