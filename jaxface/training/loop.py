@@ -1,6 +1,7 @@
-"""The generic training loop: mesh + sharding, one jitted donated step, orbax
-checkpoints, logging, periodic evaluation and summaries, preemption and a
-non-finite guard. It knows nothing method-specific; see `registry`.
+"""The generic training loop: mesh + sharding, one jitted donated step (one per
+phase for methods trained in phases), orbax checkpoints, logging, periodic
+evaluation and summaries, preemption and a non-finite guard. It knows nothing
+method-specific; see `registry`.
 
 The workdir is the resume key: on start the latest checkpoint in
 `workdir/checkpoints` is restored; otherwise `config.init_from` warm-starts;
@@ -12,6 +13,7 @@ randomness from the step, so a resumed run repeats an uninterrupted one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 import json
 import math
@@ -142,6 +144,29 @@ def _mean_metrics(pending: list[dict]) -> dict[str, float]:
   return {key: float(np.mean([m[key] for m in fetched])) for key in fetched[0]}
 
 
+def phase_schedule(method, config: ml_collections.ConfigDict) -> tuple[tuple[str, int], ...]:
+  """The method's ((phase, steps), ...), or () for a single-step method; checked against
+  `config.num_steps`."""
+  if not hasattr(method, "phases"):
+    return ()
+  phases = tuple((str(name), int(steps)) for name, steps in method.phases(config))
+  if not phases or any(steps <= 0 for _, steps in phases):
+    raise ValueError(f"{config.method}.phases(config) must give positive step counts: {phases}")
+  total = sum(steps for _, steps in phases)
+  if total != config.num_steps:
+    raise ValueError(
+      f"config.num_steps={config.num_steps} but {config.method}'s phases "
+      f"{dict(phases)} add up to {total}"
+    )
+  return phases
+
+
+def phase_at(phases: tuple[tuple[str, int], ...], step: int) -> int:
+  """Index into `phases` of the phase that trains 0-based `step`."""
+  ends = np.cumsum([steps for _, steps in phases])
+  return int(min(np.searchsorted(ends, step, side="right"), len(phases) - 1))
+
+
 def _check_finite(
   means: dict[str, float], first_step: int, last_step: int, checkpoint_step
 ) -> None:
@@ -192,7 +217,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     )
   start_step, state = _restore_or_init(manager, state, config)
   last_saved = manager.latest_step()
-  train_step = jax.jit(method.train_step, donate_argnums=(0,))
+  phases = phase_schedule(method, config)
+  train_steps = {}  # phase index -> its jitted step, compiled when the phase is reached
+
+  def train_step_at(step: int):
+    index = phase_at(phases, step) if phases else -1
+    if index not in train_steps:
+      function = method.train_step
+      if phases:
+        function = functools.partial(function, phase=phases[index][0])
+      train_steps[index] = jax.jit(function, donate_argnums=(0,))
+    return index, train_steps[index]
+
   last = config.num_steps
   progress = tqdm(
     total=last, initial=start_step, unit="step", dynamic_ncols=True,
@@ -205,21 +241,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     with _Preemption() as preemption:
       for step in range(start_step, last):
         batch = pipeline.batch(step)
+        phase, train_step = train_step_at(step)
         state, metrics = train_step(state, batch)
         pending.append(metrics)
         done = step + 1
+        # Phases log different metrics: an interval never straddles a phase boundary.
+        phase_ends = bool(phases) and done < last and phase_at(phases, done) != phase
         progress.update(1)
         # Read the flag once: a SIGTERM arriving later in this step is handled after the next one,
         # so the checkpoint written and the step reported always agree.
         preempted = preemption.requested
         stopping = preempted or done == last
         save = stopping or _due(done, config.checkpoint_every, last)
-        if pending and (save or _due(done, config.log_every, last)):
+        if pending and (save or phase_ends or _due(done, config.log_every, last)):
           # The only host sync of the loop body: metrics at logging/saving steps.
           means = _mean_metrics(pending)
           _check_finite(means, first_pending, done, last_saved)
           elapsed = time.perf_counter() - interval_start
           means["steps_per_second"] = len(pending) / max(elapsed, 1e-9)
+          if phases:
+            means["phase"] = float(phase)
           writer.write_scalars(done, {f"train/{k}": v for k, v in means.items()})
           pending, first_pending, interval_start = [], done + 1, time.perf_counter()
         eval_metrics = {}

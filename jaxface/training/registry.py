@@ -5,6 +5,13 @@ A method module provides
   `dataset[index] -> dict of numpy arrays` (random access, deterministic),
 - `create_state(config, rng, example_batch) -> state` (a pytree of arrays),
 - `train_step(state, batch) -> (state, metrics)`, pure; the loop jits it once,
+- optionally `phases(config) -> ((name, steps), ...)` for a method trained in
+  consecutive phases (e.g. pre-training one module, then another): the loop
+  then calls `train_step(state, batch, phase=name)`, jits it once per phase
+  (each compiled when its phase is reached), runs the phases in order over
+  `config.num_steps` (which must equal their total), never averages metrics
+  across a phase boundary, and logs `train/phase` (the index). One state and
+  one checkpoint series span all phases, so resuming works anywhere,
 - `evaluate(state, dataset, config) -> dict of scalars`,
 - `summaries(state, batch) -> dict` of images (H, W, 3) / (N, H, W, 3) in
   [0, 1] and meshes {"name": (vertices, triangles)} to write.
@@ -19,6 +26,7 @@ import types
 
 METHODS: dict[str, str] = {
   "decoupled_gan": "jaxface.methods.decoupled_gan",
+  "facefill": "jaxface.methods.facefill",
 }
 _REQUIRED = ("create_dataset", "create_state", "train_step", "evaluate", "summaries")
 

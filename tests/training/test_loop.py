@@ -200,3 +200,45 @@ def test_default_workdir():
   assert default_workdir("configs/facefill.py:smoke,model=ict") == pathlib.Path(
     "runs/facefill_smoke_model-ict"
   )
+
+
+def test_phases_run_in_order_each_compiled_once_and_never_mixed_in_a_log(tmp_path):
+  from tests.training import phased_method
+
+  config = phased_method.get_config()
+  traced = []
+  original = phased_method.train_step
+
+  def counting(state, batch, phase):
+    traced.append(phase)  # runs at trace time only
+    return original(state, batch, phase)
+
+  phased_method.train_step = counting
+  try:
+    state = training.train_and_evaluate(config, tmp_path)
+  finally:
+    phased_method.train_step = original
+  assert traced == ["frozen", "fit"] and int(state.step) == 15
+  lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  logged = {line["step"]: line for line in lines if "train/phase" in line}
+  # log_every=5, plus a flush at the phase boundary (step 7).
+  assert sorted(logged) == [5, 7, 10, 15]
+  for step, phase, name in [(5, 0, "frozen"), (7, 0, "frozen"), (10, 1, "fit"), (15, 1, "fit")]:
+    assert logged[step]["train/phase"] == phase
+    assert {k for k in logged[step] if k.endswith("/loss")} == {f"train/{name}/loss"}
+  # The fit phase moves every parameter from its initial value.
+  first = fitting_method.create_state(
+    config, jax.random.PRNGKey(config.seed), {"landmarks": np.zeros((16, 68, 2), np.float32)}
+  )
+  moved = jax.tree_util.tree_map(lambda a, b: bool(np.any(a != b)), first.params, state.params)
+  assert all(jax.tree_util.tree_leaves(moved))
+  assert logged[10]["train/fit/loss"] < logged[7]["train/frozen/loss"]
+
+  config.fit_steps = 0
+  config.num_steps = 9  # a field, no longer the reference sum
+  with pytest.raises(ValueError, match="positive step counts"):
+    training.train_and_evaluate(config, tmp_path / "zero")
+  config = phased_method.get_config()
+  config.num_steps = 20
+  with pytest.raises(ValueError, match=r"num_steps=20 .* add up to 15"):
+    training.train_and_evaluate(config, tmp_path / "mismatch")
