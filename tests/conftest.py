@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import os
 
-# Four CPU devices for the sharding tests; must be set before jax is imported.
+from tests.helpers import TEST_XLA_FLAGS
+
+# Must be set before jax is imported: four CPU devices for the sharding tests, and XLA:CPU's
+# LLVM backend at -O0. The tests' arrays are tiny, so their time is mostly compiling (the facefill
+# smoke run: 150 s at the default level, 80 s at -O0); the programs and their semantics are the
+# same, only the machine code is less optimised. Benchmarks and real runs keep the default.
 os.environ["XLA_FLAGS"] = (
-  os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+  os.environ.get("XLA_FLAGS", "")
+  + " "
+  + TEST_XLA_FLAGS
+  + " --xla_force_host_platform_device_count=4"
 )
 
 import pathlib

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+#: XLA flags of every test process, subprocesses included (see tests/conftest.py for why).
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
 
 def grid_mesh(rows: int, cols: int, size: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
   """A flat (rows x cols)-vertex grid over [0, size]^2 in the z = 0 plane, CCW from +z."""

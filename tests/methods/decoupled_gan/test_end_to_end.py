@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from jaxface.methods.decoupled_gan import paper_metrics, report
+from tests.helpers import TEST_XLA_FLAGS
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 
@@ -24,7 +25,7 @@ def smoke_run(tmp_path_factory, gan_data_dir):
     f"--workdir={workdir}", f"--config.data.data_dir={gan_data_dir}",
     f"--config.evaluation.embedder_dir={gan_data_dir / 'embedders'}",
   ]  # fmt: skip
-  environment = dict(os.environ, XLA_FLAGS="")  # one device, as a user's laptop
+  environment = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)  # one device, as a user's laptop
   result = subprocess.run(
     command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600
   )
@@ -67,7 +68,7 @@ def test_paper_metrics_and_report(smoke_run, make_config, gan_data_dir, tmp_path
     f"--config.evaluation.embedder_dir={gan_data_dir / 'embedders'}",
     f"--workdir={tmp_path / 'linear'}",
   ]  # fmt: skip
-  environment = dict(os.environ, XLA_FLAGS="")
+  environment = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
   result = subprocess.run(
     command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600
   )
