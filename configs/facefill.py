@@ -176,6 +176,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ff.eval.buckets = ((0.1, 0.2), (0.2, 0.3), (0.3, 0.4), (0.4, 0.5))  # one mask per image each
   ff.eval.mask_seed = 0  # seed of the fixed evaluation masks
   ff.eval.baselines = ("telea", "navier_stokes")  # classical baselines in the same table
+  ff.eval.lpips = ""  # LPIPS v0.1 weights (.npz or folder); "": $JAXFACE_LPIPS; none: n/a
   ff.eval.num_summaries = 8  # images in the summary grids
 
   config.batch_size = 16

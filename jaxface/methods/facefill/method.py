@@ -1002,7 +1002,11 @@ def _segmentation_scores(predicted: np.ndarray, labels: np.ndarray) -> dict[str,
 def completion_report(
   state: State, images: np.ndarray, labels: np.ndarray, config: ml_collections.ConfigDict
 ) -> image_metrics.MaskRatioReport:
-  """PSNR / SSIM of 3DFaceFill (and the configured classical baselines) by mask ratio.
+  """PSNR / SSIM / LPIPS of 3DFaceFill and the configured classical baselines by mask ratio.
+
+  LPIPS needs the user's LPIPS v0.1 weights (`config.facefill.eval.lpips`
+  or $JAXFACE_LPIPS, see `jaxface.metrics.image.load_lpips`); without them
+  the report lists it as unavailable with the reason.
 
   Every eval image gets one fixed mask per ratio bucket
   (`masks.evaluation_masks` on its visible face, seeded by
@@ -1023,7 +1027,9 @@ def completion_report(
     labels == FACE, buckets=buckets, seed=int(ev.mask_seed)
   )  # (N, K, H, W), (N, K)
   methods = ("facefill", *tuple(ev.baselines))
-  values = {f"{m}_{name}": [] for m in methods for name in ("psnr", "ssim")}
+  lpips_weights = image_metrics.load_lpips(str(ev.lpips) or None)  # or LpipsUnavailable
+  measured = ("psnr", "ssim", "lpips")
+  values = {f"{m}_{name}": [] for m in methods for name in measured}
   for bucket in range(len(buckets)):
     for indices, real in _chunks(count, s.eval_batch_size):
       completed = np.asarray(
@@ -1037,11 +1043,17 @@ def completion_report(
         candidates[method] = baselines.inpaint(targets, holes[indices[:real], bucket], method)
       for method, prediction in candidates.items():
         prediction = np.asarray(prediction, np.float32)
-        values[f"{method}_psnr"].append(np.asarray(image_metrics.psnr(prediction, targets)))
-        values[f"{method}_ssim"].append(np.asarray(image_metrics.ssim(prediction, targets)))
+        scores = image_metrics.image_metrics(prediction, targets, lpips_weights)
+        for name in measured:
+          values[f"{method}_{name}"].append(scores[name])
   per_image = {
-    name.removeprefix("facefill_"): np.concatenate(v) for name, v in values.items()
-  }  # bucket-major, as the ratios below
+    name.removeprefix("facefill_"): (
+      lpips_weights
+      if isinstance(lpips_weights, image_metrics.LpipsUnavailable) and name.endswith("lpips")
+      else np.concatenate([np.asarray(v) for v in chunks])
+    )
+    for name, chunks in values.items()
+  }  # bucket-major, as the ratios below; LPIPS without weights says why it is missing
   edges = (buckets[0][0], *(high for _, high in buckets))
   return image_metrics.metrics_by_mask_ratio(per_image, ratios.T.ravel(), edges)
 
@@ -1050,10 +1062,10 @@ def evaluate(state: State, dataset: FaceFillDataset, config) -> dict[str, float]
   """Metrics of the modules this run trained (or loaded).
 
   - 3DMM: landmark error (px) and face-pixel L1 of the reconstruction;
-  - completion (when the inpainter is trained): PSNR / SSIM overall
-    ("psnr/all") and per mask-ratio bucket ("psnr/20-30%"), and the same
-    for each classical baseline ("telea_psnr/20-30%"); the whole table is
-    logged;
+  - completion (when the inpainter is trained): PSNR / SSIM (/ LPIPS with
+    weights; "lpips_available" says) overall ("psnr/all") and per
+    mask-ratio bucket ("psnr/20-30%"), and the same for each classical
+    baseline ("telea_psnr/20-30%"); the whole table is logged;
   - segmentation (when the segmenter is trained): accuracy and IoU.
   """
   s = state.settings
@@ -1076,6 +1088,7 @@ def evaluate(state: State, dataset: FaceFillDataset, config) -> dict[str, float]
     report = completion_report(state, images, labels, config)
     logging.info("completion by mask-to-face ratio:\n%s", report.table())
     results.update(report.scalars())
+    results["lpips_available"] = float("lpips" not in report.unavailable)
   if "segment" in s.trained:
     predicted = [
       np.asarray(_segment(state, images[indices]))[:real]

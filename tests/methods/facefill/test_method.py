@@ -28,9 +28,11 @@ from configs import facefill as facefill_config
 from jaxface.methods.facefill import masks, method, render
 from jaxface.methods.facefill.data import BACKGROUND, FACE, OCCLUSION
 from jaxface.methods.facefill.model import Factors
+from jaxface.metrics.image import lpips_weights_from_tensors, save_lpips
 from jaxface.training.loop import phase_at
 from jaxface.training.pipeline import InputPipeline
 from tests.helpers import TEST_XLA_FLAGS
+from tests.metrics.test_image import random_tensors
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
 MODULES = ("encoder", "decoder", "inpainter", "discriminator", "segmenter")
@@ -417,16 +419,22 @@ def test_later_stages_load_the_earlier_stages_weights(smoke, make_config, tmp_pa
 # --------------------------------------------------------------------------- evaluation
 
 
-def test_evaluate_and_summaries(smoke, state):
+def test_evaluate_and_summaries(smoke, state, tmp_path):
   config, _, pipeline = smoke
+  # LPIPS with (tiny, random) weights of the published layout, as a user's file would hold.
+  weights = lpips_weights_from_tensors(random_tensors("alex", np.random.default_rng(0)), "alex")
+  config = config.copy_and_resolve_references()
+  config.facefill.eval.lpips = str(save_lpips(weights, tmp_path / "lpips_alex"))
   results = method.evaluate(state, method.create_dataset(config, "eval"), config)
   buckets = ("all", "10-20%", "20-30%", "30-40%", "40-50%")
-  expected = {f"{m}/{b}" for m in ("psnr", "ssim", "telea_psnr", "telea_ssim") for b in buckets}
+  metrics = [f"{p}{m}" for p in ("", "telea_") for m in ("psnr", "ssim", "lpips")]
+  expected = {f"{m}/{b}" for m in metrics for b in buckets}
   expected |= {"3dmm_landmark_px", "3dmm_rec_l1", "segment_accuracy", "segment_miou"}
   assert expected <= set(results)
   assert all(np.isfinite(v) for v in results.values()), results
   assert results["count/all"] == 4 * 8 and results["count/20-30%"] == 8
   assert 0 < results["ssim/all"] <= 1 and results["telea_psnr/all"] > 10
+  assert results["lpips_available"] == 1 and results["lpips/all"] > 0
   images = method.summaries(state, pipeline.batch(0))
   assert {"input", "masked", "completion", "uv_partial", "uv_completed"} <= set(images)
   assert images["completion"].shape == (4, 64, 64, 3)
@@ -500,6 +508,8 @@ def test_smoke_command_trains_every_stage_then_evaluates(smoke_run, make_config,
   final = [line for line in lines if "eval/psnr/all" in line][-1]
   assert final["step"] == 12 and np.isfinite(final["eval/psnr/all"])
   assert np.isfinite(final["eval/telea_psnr/30-40%"]) and "eval/segment_miou" in final
+  if not os.environ.get("JAXFACE_LPIPS"):  # no weights: reported unavailable, never estimated
+    assert final["eval/lpips_available"] == 0 and "eval/lpips/all" not in final
   names = {path.name for path in (workdir / "summaries" / "step_00000012").iterdir()}
   assert {
     "input.png",
