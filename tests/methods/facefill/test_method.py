@@ -25,7 +25,7 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from configs import facefill as facefill_config
-from jaxface.methods.facefill import masks, method, render
+from jaxface.methods.facefill import masks, method, render, report
 from jaxface.methods.facefill.data import BACKGROUND, FACE, OCCLUSION
 from jaxface.methods.facefill.model import Factors
 from jaxface.metrics.image import lpips_weights_from_tensors, save_lpips
@@ -510,6 +510,8 @@ def test_smoke_command_trains_every_stage_then_evaluates(smoke_run, make_config,
   assert np.isfinite(final["eval/telea_psnr/30-40%"]) and "eval/segment_miou" in final
   if not os.environ.get("JAXFACE_LPIPS"):  # no weights: reported unavailable, never estimated
     assert final["eval/lpips_available"] == 0 and "eval/lpips/all" not in final
+  table = report.report([str(workdir)])  # the report command on a real run
+  assert "| 3DFaceFill |" in table and "| Telea (OpenCV) |" in table
   names = {path.name for path in (workdir / "summaries" / "step_00000012").iterdir()}
   assert {
     "input.png",

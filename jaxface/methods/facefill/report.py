@@ -1,0 +1,101 @@
+r"""Prints 3DFaceFill's completion tables (PSNR / SSIM / LPIPS by mask ratio) from evaluated runs.
+
+    python -m jaxface.methods.facefill.report runs/ff_cpu runs/ff_cpu_no_sym \
+        runs/ff_cpu_no_il no_ir=runs/ff_cpu_no_ir
+
+Each argument is a workdir (or LABEL=WORKDIR) whose metrics.jsonl holds an
+evaluation (`eval/psnr/all`, ...), written at the end of training or by
+`train/main.py --mode=evaluate`; the latest evaluation is used. A run is
+labelled by its config's ablation ("3DFaceFill" for none) unless a label is
+given. The classical baselines (Telea, Navier-Stokes, biharmonic) come
+from the first run that evaluated them: every run is scored on the same
+fixed evaluation masks, so their rows are shared. One table per metric,
+rows = methods, columns = mask-to-face ratio buckets; LPIPS is listed as
+unavailable when the runs had no LPIPS weights.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+#: Classical baselines, in table order, with their display names.
+BASELINES = {"telea": "Telea (OpenCV)", "navier_stokes": "Navier-Stokes (OpenCV)",
+             "biharmonic": "biharmonic (scikit-image)"}  # fmt: skip
+METRICS = {"psnr": ("PSNR (dB, higher is better)", 2), "ssim": ("SSIM (higher is better)", 4),
+           "lpips": ("LPIPS (lower is better)", 4)}  # fmt: skip
+
+
+def latest_evaluation(workdir: str | pathlib.Path) -> dict[str, float]:
+  """The last metrics.jsonl record holding `eval/psnr/all`, without the "eval/" prefix."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    raise FileNotFoundError(f"{path} not found: is {workdir} a training run's folder?")
+  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  evaluations = [r for r in records if "eval/psnr/all" in r]
+  if not evaluations:
+    raise ValueError(
+      f"{path} holds no completion evaluation (eval/psnr/all): evaluate the run with "
+      f"`python train/main.py --config=... --workdir={workdir} --mode=evaluate`"
+    )
+  return {k.removeprefix("eval/"): v for k, v in evaluations[-1].items() if k.startswith("eval/")}
+
+
+def run_label(workdir: pathlib.Path) -> str:
+  config = workdir / "config.json"
+  if config.exists():
+    ablation = json.loads(config.read_text()).get("ablation", "none")
+    return "3DFaceFill" if ablation == "none" else f"3DFaceFill {ablation}"
+  return workdir.name
+
+
+def _buckets(evaluation: dict[str, float]) -> list[str]:
+  return [k.removeprefix("count/") for k in evaluation if k.startswith("count/")]
+
+
+def report(arguments: list[str]) -> str:
+  """Markdown tables for workdirs given as PATH or LABEL=PATH."""
+  if not arguments:
+    raise ValueError("give at least one workdir")
+  rows: list[tuple[str, dict[str, float]]] = []
+  for argument in arguments:
+    label, _, path = argument.rpartition("=")
+    workdir = pathlib.Path(path)
+    rows.append((label or run_label(workdir), latest_evaluation(workdir)))
+  buckets = _buckets(rows[0][1])
+  for label, evaluation in rows[1:]:
+    if _buckets(evaluation) != buckets or any(
+      evaluation[f"count/{b}"] != rows[0][1][f"count/{b}"] for b in buckets
+    ):
+      raise ValueError(f"{label} was evaluated on other buckets or image counts than {rows[0][0]}")
+  shared = rows[0][1]
+  baselines = [(name, title) for name, title in BASELINES.items() if f"{name}_psnr/all" in shared]
+  counts = ", ".join(f"{b}: {int(shared[f'count/{b}'])}" for b in buckets)
+  out = [f"Completions per bucket: {counts}.", ""]
+  for metric, (title, digits) in METRICS.items():
+    if f"{metric}/all" not in shared:
+      if metric == "lpips":
+        out += [f"{title}: unavailable (no LPIPS v0.1 weights; see jaxface.metrics.image).", ""]
+      continue
+    out += [f"{title}:", "", "| method | " + " | ".join(buckets) + " |"]
+    out.append("|---" + "|---:" * len(buckets) + "|")
+    table = [(label, evaluation, metric) for label, evaluation in rows]
+    table += [(name_title, shared, f"{name}_{metric}") for name, name_title in baselines]
+    for label, evaluation, key in table:
+      cells = [f"{evaluation[f'{key}/{b}']:.{digits}f}" for b in buckets]
+      out.append(f"| {label} | " + " | ".join(cells) + " |")
+    out.append("")
+  return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+  arguments = sys.argv[1:] if argv is None else argv
+  if not arguments or arguments[0] in ("-h", "--help"):
+    print(__doc__)
+    return
+  print(report(arguments), end="")
+
+
+if __name__ == "__main__":
+  main()
