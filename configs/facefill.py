@@ -189,10 +189,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     data.model = "ict"
   elif variant == "cpu":
     data.model = "procedural"
-    data.num_train = 512
+    data.num_train = 4096
     data.num_eval = 128
     data.image_size = 64
-    _set_steps(ff, 300, 100, 300, 100)
+    _set_steps(ff, 2000, 500, 2000, 500)
     ff.num_identity, ff.num_expression = 20, 10
     ff.feature_dim = 128
     ff.uv_size = (64, 64)

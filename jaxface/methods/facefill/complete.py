@@ -31,8 +31,8 @@ aligned to it in two steps:
 
 1. Detection: scikit-image's LBP frontal-face cascade (OpenCV's
    lbpcascade_frontalface, shipped with scikit-image), largest detection.
-   The issue asked for OpenCV's Haar cascade, but the pinned OpenCV 5 has
-   no CascadeClassifier and ships no cascade files. The detector box is
+   OpenCV's own Haar cascade is not an option: the pinned OpenCV 5 wheel
+   has no CascadeClassifier and ships no cascade files. The detector box is
    turned into a landmark-box estimate by `DETECTOR_TO_LANDMARKS` (offset of
    the landmark box centre and its size, in units of the detector box
    width), measured as the median over correct detections of near-frontal
