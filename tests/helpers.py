@@ -18,3 +18,14 @@ def grid_mesh(rows: int, cols: int, size: float = 1.0) -> tuple[np.ndarray, np.n
       a, b, d, e = r * cols + c, r * cols + c + 1, (r + 1) * cols + c, (r + 1) * cols + c + 1
       triangles += [(a, b, e), (a, e, d)]
   return vertices, np.asarray(triangles, np.int32)
+
+
+def override(config, overrides: dict):
+  """Sets dotted fields ("facefill.eval.num_images": 4) of a ConfigDict in place; returns it."""
+  for key, value in overrides.items():
+    *sections, field = key.split(".")
+    target = config
+    for section in sections:
+      target = target[section]
+    target[field] = value
+  return config

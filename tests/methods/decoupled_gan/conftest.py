@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from configs import decoupled_gan as gan_config
+from tests.helpers import override
 
 
 @pytest.fixture(scope="session")
@@ -20,9 +21,7 @@ def make_config(gan_data_dir):
     config = gan_config.get_config(arg)
     config.data.data_dir = str(gan_data_dir)
     config.evaluation.embedder_dir = str(gan_data_dir / "embedders")
-    for key, value in overrides.items():
-      section, _, field = key.rpartition(".")
-      (config[section] if section else config)[field] = value
+    override(config, overrides)
     return config
 
   return make

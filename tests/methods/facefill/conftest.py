@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from configs import facefill as facefill_config
+from tests.helpers import override
 
 
 @pytest.fixture(scope="session")
@@ -19,12 +20,6 @@ def make_config(facefill_data_dir):
   def make(arg: str = "smoke", **overrides):
     config = facefill_config.get_config(arg)
     config.data.data_dir = str(facefill_data_dir)
-    for key, value in overrides.items():
-      *sections, field = key.split(".")
-      target = config
-      for section in sections:
-        target = target[section]
-      target[field] = value
-    return config
+    return override(config, overrides)
 
   return make
