@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import numpy as np
 
 #: XLA flags of every test process, subprocesses included (see tests/conftest.py for why).
@@ -29,3 +34,17 @@ def override(config, overrides: dict):
       target = target[section]
     target[field] = value
   return config
+
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_python(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess:
+  """Runs `python ARGUMENTS` in the repository as a user would (one device), asserting success."""
+  environment = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
+  result = subprocess.run(
+    [sys.executable, *arguments], cwd=REPO, env=environment, capture_output=True, text=True,
+    timeout=timeout,
+  )  # fmt: skip
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result

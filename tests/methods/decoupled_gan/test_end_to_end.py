@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from jaxface.methods.decoupled_gan import paper_metrics, report
-from tests.helpers import TEST_XLA_FLAGS
-
-REPO = pathlib.Path(__file__).resolve().parents[3]
+from tests.helpers import run_python
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, gan_data_dir):
   workdir = tmp_path_factory.mktemp("gan_smoke")
-  command = [
-    sys.executable, "train/main.py", "--config=configs/decoupled_gan.py:smoke",
+  run_python(
+    "train/main.py", "--config=configs/decoupled_gan.py:smoke",
     f"--workdir={workdir}", f"--config.data.data_dir={gan_data_dir}",
     f"--config.evaluation.embedder_dir={gan_data_dir / 'embedders'}",
-  ]  # fmt: skip
-  environment = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)  # one device, as a user's laptop
-  result = subprocess.run(
-    command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
+  )  # fmt: skip
   return workdir
 
 
@@ -62,17 +51,12 @@ def test_paper_metrics_and_report(smoke_run, make_config, gan_data_dir, tmp_path
   assert {"samples_same_expression.png", "manipulation.png", "manipulation_added.obj"} <= figures
 
   # The baseline through the command line, with --config overrides as a user types them.
-  command = [
-    sys.executable, "-m", "jaxface.methods.decoupled_gan.paper_metrics", "--baseline=linear",
+  run_python(
+    "-m", "jaxface.methods.decoupled_gan.paper_metrics", "--baseline=linear",
     "--config=configs/decoupled_gan.py:smoke", f"--config.data.data_dir={gan_data_dir}",
     f"--config.evaluation.embedder_dir={gan_data_dir / 'embedders'}",
     f"--workdir={tmp_path / 'linear'}",
-  ]  # fmt: skip
-  environment = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)
-  result = subprocess.run(
-    command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
+  )  # fmt: skip
   baseline = json.loads((tmp_path / "linear" / "paper_metrics.json").read_text())
   assert baseline["name"] == "linear baseline"
   # The linear model's same-identity pairs differ only by expression: less than random pairs.

@@ -12,8 +12,6 @@ import dataclasses
 import json
 import os
 import pathlib
-import subprocess
-import sys
 import time
 
 import chex
@@ -31,10 +29,9 @@ from jaxface.methods.facefill.model import Factors
 from jaxface.metrics.image import lpips_weights_from_tensors, save_lpips
 from jaxface.training.loop import phase_at
 from jaxface.training.pipeline import InputPipeline
-from tests.helpers import TEST_XLA_FLAGS
+from tests.helpers import run_python
 from tests.metrics.test_image import random_tensors
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
 MODULES = ("encoder", "decoder", "inpainter", "discriminator", "segmenter")
 TRAINS = {
   "3dmm": {"encoder", "decoder"},
@@ -447,18 +444,13 @@ def test_evaluate_and_summaries(smoke, state, tmp_path):
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, facefill_data_dir):
   workdir = tmp_path_factory.mktemp("facefill_smoke")
-  command = [
-    sys.executable, "train/main.py", "--config=configs/facefill.py:smoke",
+  start = time.perf_counter()
+  run_python(
+    "train/main.py", "--config=configs/facefill.py:smoke",
     f"--workdir={workdir}", f"--config.data.data_dir={facefill_data_dir}",
     "--config.facefill.steps_3dmm=4", "--config.progress_bar=false",
     "--config.checkpoint_every=2", "--config.max_checkpoints_to_keep=10",
-  ]  # fmt: skip
-  environment = dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS)  # one device, as a user's laptop
-  start = time.perf_counter()
-  result = subprocess.run(
-    command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600
-  )
-  assert result.returncode == 0, result.stderr[-3000:]
+  )  # fmt: skip
   return workdir, time.perf_counter() - start
 
 
