@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from jaxface.methods.decoupled_gan import paper_metrics, report
+from tests.golden import GOLDEN_STEPS, check_golden
 from tests.helpers import run_python
 
 
@@ -18,8 +19,13 @@ def smoke_run(tmp_path_factory, gan_data_dir):
     "train/main.py", "--config=configs/decoupled_gan.py:smoke",
     f"--workdir={workdir}", f"--config.data.data_dir={gan_data_dir}",
     f"--config.evaluation.embedder_dir={gan_data_dir / 'embedders'}",
+    f"--config.num_steps={GOLDEN_STEPS}", "--config.log_every=1",
   )  # fmt: skip
   return workdir
+
+
+def test_smoke_losses_are_the_recorded_ones(smoke_run):
+  check_golden("decoupled_gan_smoke", smoke_run)
 
 
 def test_smoke_command_trains_evaluates_and_writes_samples(smoke_run):

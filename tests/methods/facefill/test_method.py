@@ -29,9 +29,11 @@ from jaxface.methods.facefill.model import Factors
 from jaxface.metrics.image import lpips_weights_from_tensors, save_lpips
 from jaxface.training.loop import phase_at
 from jaxface.training.pipeline import InputPipeline
+from tests.golden import check_golden
 from tests.helpers import run_python
 from tests.metrics.test_image import random_tensors
 
+STAGE_STEPS = 5  # the smoke command's steps per stage: 4 x 5 = the 20 recorded steps
 MODULES = ("encoder", "decoder", "inpainter", "discriminator", "segmenter")
 TRAINS = {
   "3dmm": {"encoder", "decoder"},
@@ -443,13 +445,15 @@ def test_evaluate_and_summaries(smoke, state, tmp_path):
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, facefill_data_dir):
+  """The smoke command with 5 steps per stage, logged at every step (the recorded losses)."""
   workdir = tmp_path_factory.mktemp("facefill_smoke")
   start = time.perf_counter()
   run_python(
     "train/main.py", "--config=configs/facefill.py:smoke",
     f"--workdir={workdir}", f"--config.data.data_dir={facefill_data_dir}",
-    "--config.facefill.steps_3dmm=4", "--config.progress_bar=false",
-    "--config.checkpoint_every=2", "--config.max_checkpoints_to_keep=10",
+    *(f"--config.facefill.steps_{stage}={STAGE_STEPS}" for stage in method.STAGES),
+    "--config.progress_bar=false", "--config.log_every=1",
+    f"--config.checkpoint_every={STAGE_STEPS}", "--config.max_checkpoints_to_keep=10",
   )  # fmt: skip
   return workdir, time.perf_counter() - start
 
@@ -459,52 +463,56 @@ def _restore(workdir: pathlib.Path, step: int, like) -> method.State:
     return manager.restore(step, args=ocp.args.StandardRestore(like))
 
 
+def test_smoke_losses_are_the_recorded_ones(smoke_run):
+  check_golden("facefill_smoke", smoke_run[0])
+
+
 def test_smoke_command_trains_every_stage_then_evaluates(smoke_run, make_config, smoke):
   workdir, seconds = smoke_run
   assert seconds < 420, seconds  # ~3 min on the contended 2-core machine
   lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   trained = {line["step"]: line for line in lines if "train/phase" in line}
-  # The schedule, 4 + 2 + 4 + 2 steps, one phase per logging interval.
+  # The schedule, 5 steps per stage, every step logged.
   assert {step: line["train/phase"] for step, line in trained.items()} == {
-    2: 0, 4: 0, 6: 1, 8: 2, 10: 2, 12: 3
-  }  # fmt: skip
+    step: (step - 1) // STAGE_STEPS for step in range(1, 4 * STAGE_STEPS + 1)
+  }
   settings = method.settings_from_config(make_config(), smoke[1])
   for step, line in trained.items():
     stage = method.STAGES[int(line["train/phase"])]
     metrics = {k[len("train/") :]: v for k, v in line.items() if k.startswith(f"train/{stage}/")}
     assert set(metrics) == {f"{stage}/{name}" for name in method.METRIC_NAMES[stage]}, step
     assert all(np.isfinite(v) for v in metrics.values()), (step, metrics)
-    # Logged losses are means over an interval; each is linear in its logged parts.
+    # Each logged loss is linear in its logged parts.
     expected = _expected_loss(stage, metrics, settings)
     np.testing.assert_allclose(expected[0::2], expected[1::2], rtol=1e-4, err_msg=stage)
-  assert trained[10]["train/inpaint/d_loss"] > 0 and trained[12]["train/segment/loss"] > 0
+  assert trained[15]["train/inpaint/d_loss"] > 0 and trained[20]["train/segment/loss"] > 0
 
   # Each stage changes only its own modules and steps only its own optimiser.
   like = method.init_state(make_config(), jax.random.PRNGKey(0), smoke[1])
-  states = {step: _restore(workdir, step, like) for step in (2, 4, 6, 10, 12)}
-  assert _params_changed(states[2], states[4]) == TRAINS["3dmm"]
-  assert _params_changed(states[4], states[6]) == TRAINS["3dmm_unsup"]
-  changed = _params_changed(states[6], states[10])
+  states = {step: _restore(workdir, step, like) for step in (5, 10, 15, 20)}
+  states[0] = like  # the run's initial state: the same config and seed
+  assert _params_changed(states[0], states[5]) == TRAINS["3dmm"]
+  assert _params_changed(states[5], states[10]) == TRAINS["3dmm_unsup"]
+  changed = _params_changed(states[10], states[15])
   # The barely trained 3DMM may show no texel: then only the discriminator learns.
-  assert changed == (
-    TRAINS["inpaint"] if trained[10]["train/inpaint/usable"] else {"discriminator"}
-  )
-  assert _params_changed(states[10], states[12]) == TRAINS["segment"]
+  usable = any(trained[step]["train/inpaint/usable"] for step in range(11, 16))
+  assert changed == (TRAINS["inpaint"] if usable else {"discriminator"})
+  assert _params_changed(states[15], states[20]) == TRAINS["segment"]
   counts = {
-    field: int(jax.tree_util.tree_leaves(getattr(states[12], field))[0])
+    field: int(jax.tree_util.tree_leaves(getattr(states[20], field))[0])
     for field in ("opt_3dmm", "opt_3dmm_unsup", "opt_segmenter")
   }
-  assert counts == {"opt_3dmm": 4, "opt_3dmm_unsup": 2, "opt_segmenter": 2}
-  assert int(states[12].step) == 12
+  assert counts == {"opt_3dmm": 5, "opt_3dmm_unsup": 5, "opt_segmenter": 5}
+  assert int(states[20].step) == 20
 
   final = [line for line in lines if "eval/psnr/all" in line][-1]
-  assert final["step"] == 12 and np.isfinite(final["eval/psnr/all"])
+  assert final["step"] == 20 and np.isfinite(final["eval/psnr/all"])
   assert np.isfinite(final["eval/telea_psnr/30-40%"]) and "eval/segment_miou" in final
   if not os.environ.get("JAXFACE_LPIPS"):  # no weights: reported unavailable, never estimated
     assert final["eval/lpips_available"] == 0 and "eval/lpips/all" not in final
   table = report.report([str(workdir)])  # the report command on a real run
   assert "| 3DFaceFill |" in table and "| Telea (OpenCV) |" in table
-  names = {path.name for path in (workdir / "summaries" / "step_00000012").iterdir()}
+  names = {path.name for path in (workdir / "summaries" / "step_00000020").iterdir()}
   assert {
     "input.png",
     "masked.png",
