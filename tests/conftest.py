@@ -23,9 +23,28 @@ os.environ["XLA_FLAGS"] = (
 )
 
 import pathlib
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
+
+# One persistent XLA compilation cache for the session, shared by the xdist workers and the
+# commands the tests run in subprocesses (they inherit the environment): the same program
+# (a method's step, its evaluation) is then compiled once, not once per test or process. The
+# controller makes it before the workers start and removes it at the end; a cache a user set is
+# left alone. Cached executables are the compiled programs themselves: results are unchanged.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxface-tests-xla-")
+  os.environ["JAXFACE_TESTS_OWN_XLA_CACHE"] = "1"
+
+
+def pytest_sessionfinish(session, exitstatus):
+  del session, exitstatus
+  controller = "PYTEST_XDIST_WORKER" not in os.environ
+  if controller and os.environ.get("JAXFACE_TESTS_OWN_XLA_CACHE"):
+    shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 FALLBACK_DATA = REPO.parent / "shared" / "data"

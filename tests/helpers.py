@@ -48,3 +48,23 @@ def run_python(*arguments: str, timeout: float = 600) -> subprocess.CompletedPro
   )  # fmt: skip
   assert result.returncode == 0, result.stderr[-3000:]
   return result
+
+
+def run_training(config: str, workdir, data_dir, *overrides: str) -> subprocess.CompletedProcess:
+  """`python train/main.py --config=CONFIG` in `workdir` on datasets in `data_dir`, as a user."""
+  return run_python(
+    "train/main.py", f"--config={config}", f"--workdir={workdir}",
+    f"--config.data.data_dir={data_dir}", *overrides,
+  )  # fmt: skip
+
+
+def smoke_setup(method, config) -> tuple:
+  """(`config` frozen as the trainer passes it, the method's training set, an unsharded
+  pipeline over it): what a method's unit tests step with."""
+  import ml_collections
+
+  from jaxface.training.pipeline import InputPipeline
+
+  frozen = ml_collections.FrozenConfigDict(config)
+  dataset = method.create_dataset(frozen, "train")
+  return frozen, dataset, InputPipeline(dataset, frozen.batch_size, 0, None, 0)

@@ -1,6 +1,6 @@
 """Data: synthetic generators with exact ground truth and their tfds builders."""
 
-from jaxface.data.builders import default_data_dir, load_synthetic
+from jaxface.data.builders import cache_dir, default_data_dir, load_synthetic
 from jaxface.data.synthetic import (
   EMOTION_NAMES,
   EMOTIONS,
@@ -12,6 +12,7 @@ from jaxface.data.synthetic import (
 __all__ = [
   "EMOTIONS",
   "EMOTION_NAMES",
+  "cache_dir",
   "default_data_dir",
   "emotion_vector",
   "face_image_example",

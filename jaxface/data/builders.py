@@ -22,19 +22,28 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
 from jaxface.data import synthetic
+from jaxface.logs import absl_quiet
 from jaxface.morphable.loaders import load as load_model
 
-DATA_DIR_ENV = "JAXFACE_DATA"
+#: The folder for what jaxface generates (datasets, trained evaluators); default ~/.cache/jaxface.
+CACHE_ENV = "JAXFACE_CACHE"
 EVAL_INDEX_OFFSET = 10_000_000  # eval examples come from a disjoint index range
 _SHUFFLE_BUFFER_BYTES = 64 << 30  # a split up to 64 GB is written without TensorFlow
 
 
+def cache_dir() -> pathlib.Path:
+  """$JAXFACE_CACHE when set, else ~/.cache/jaxface: where jaxface writes what it generates.
+
+  Never $JAXFACE_DATA, the user's (possibly shared, read-only) face-model
+  folder, which jaxface only reads.
+  """
+  root = os.environ.get(CACHE_ENV)
+  return pathlib.Path(root).expanduser() if root else pathlib.Path.home() / ".cache" / "jaxface"
+
+
 def default_data_dir() -> pathlib.Path:
-  """$JAXFACE_DATA/synthetic when set, else ~/.cache/jaxface/datasets."""
-  root = os.environ.get(DATA_DIR_ENV)
-  if root:
-    return pathlib.Path(root).expanduser() / "synthetic"
-  return pathlib.Path.home() / ".cache" / "jaxface" / "datasets"
+  """Where generated datasets are prepared: <cache_dir()>/datasets."""
+  return cache_dir() / "datasets"
 
 
 def _tag(text: str) -> str:
@@ -238,10 +247,11 @@ def load_synthetic(
   """
   if kind not in BUILDERS:
     raise ValueError(f"unknown synthetic dataset {kind!r}; known: {sorted(BUILDERS)}")
-  builder = BUILDERS[kind](
-    model_spec=model, num_train=num_train, num_eval=num_eval, seed=seed, settings=settings,
-    data_dir=str(data_dir or default_data_dir()), file_format="array_record",
-  )  # fmt: skip
+  with absl_quiet():  # tfds warns "Using custom data configuration": our configs name settings
+    builder = BUILDERS[kind](
+      model_spec=model, num_train=num_train, num_eval=num_eval, seed=seed, settings=settings,
+      data_dir=str(data_dir or default_data_dir()), file_format="array_record",
+    )  # fmt: skip
   # tfds spills a split larger than its 1 GB shuffle buffer to temporary
   # files through TensorFlow, which jaxface does not require; the examples
   # are written in index order anyway, so keep the whole split in memory.

@@ -6,13 +6,14 @@ import os
 
 import numpy as np
 
+from jaxface.errors import InputFileError
 from jaxface.geometry.symmetry import mirror_vertex_map
 from jaxface.geometry.uv import harmonic_uv, uv_texel_lookup
 from jaxface.morphable.albedo import procedural_albedo
 from jaxface.morphable.model import MorphableModel, as_model
 
 
-class ModelFileError(ValueError):
+class ModelFileError(InputFileError):
   """A face-model file is missing, unreadable or inconsistent; names file and field."""
 
   def __init__(self, path: str | os.PathLike, problem: str):

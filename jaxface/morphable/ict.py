@@ -25,6 +25,7 @@ import re
 
 import numpy as np
 
+from jaxface import cli
 from jaxface.morphable.assemble import (
   ModelFileError,
   assemble_model,
@@ -297,5 +298,10 @@ def main(argv: list[str] | None = None) -> None:
     )
 
 
+def command() -> None:
+  """The console entry point: a bad file or folder is one line on stderr and exit status 2."""
+  cli.run_plain(main)
+
+
 if __name__ == "__main__":
-  main()
+  command()

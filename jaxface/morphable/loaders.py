@@ -17,6 +17,7 @@ import pathlib
 
 import numpy as np
 
+from jaxface.errors import NotFoundError
 from jaxface.morphable import bfm, flame, ict
 from jaxface.morphable.assemble import ModelFileError
 from jaxface.morphable.model import ARRAY_FIELDS, MorphableModel, as_model
@@ -51,12 +52,12 @@ def find_ict(data: str | os.PathLike | None = None) -> pathlib.Path:
   """
   root = pathlib.Path(data) if data is not None else data_dir()
   if root is None:
-    raise FileNotFoundError(f"ICT-FaceKit not found: ${DATA_ENV} is not set; {ICT_HELP}")
+    raise NotFoundError(f"ICT-FaceKit not found: ${DATA_ENV} is not set; {ICT_HELP}")
   for candidate in ICT_CANDIDATES:
     path = root / candidate
     if path.is_file() or ict.is_raw_folder(path):
       return path
-  raise FileNotFoundError(
+  raise NotFoundError(
     f"ICT-FaceKit not found under {root} (looked for {', '.join(ICT_CANDIDATES)}); {ICT_HELP}"
   )
 

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
+from jaxface import cli
 from jaxface.geometry.camera import PerspectiveCamera, focal_from_fov
 from jaxface.geometry.transforms import euler_to_matrix
 from jaxface.morphable.model import MorphableModel
@@ -158,5 +159,10 @@ def main(argv: list[str] | None = None) -> None:
   print(f"wrote {args.output}")
 
 
+def command() -> None:
+  """The console entry point: a bad file or folder is one line on stderr and exit status 2."""
+  cli.run_plain(main)
+
+
 if __name__ == "__main__":
-  main()
+  command()

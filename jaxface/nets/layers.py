@@ -69,9 +69,20 @@ def upsample_nearest(x: jax.Array, factor: int | tuple[int, int] = 2) -> jax.Arr
   return jnp.repeat(jnp.repeat(x, fh, axis=1), fw, axis=2)
 
 
-def _check_image(x: jax.Array, name: str = "x") -> None:
-  if x.ndim != 4:
-    raise ValueError(f"{name} must have shape (B, H, W, C), got {x.shape}")
+def check_image(
+  x: jax.Array, name: str = "x", *, channels: int | None = None, batched: bool = True
+) -> None:
+  """The one image-shape check: (B, H, W, C) images, or (..., H, W, C) when not `batched`.
+
+  ValueError naming `name` and the shape; `channels` also fixes C.
+  """
+  shape = jnp.shape(x)
+  rank_ok = len(shape) == 4 if batched else len(shape) >= 3
+  if not rank_ok or (channels is not None and shape[-1] != channels):
+    want = "C" if channels is None else channels
+    raise ValueError(
+      f"{name} must have shape ({'B' if batched else '...'}, H, W, {want}), got {shape}"
+    )
 
 
 class SpectralConv(nn.Module):
@@ -101,7 +112,7 @@ class SpectralConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
-    _check_image(x)
+    check_image(x)
     k, s, p = self.kernel_size, self.strides, self.padding
     if self.transpose:
       # torch's ConvTranspose2d padding p trims p pixels from the full output,
@@ -370,7 +381,7 @@ class UNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, update_stats: bool) -> jax.Array:
-    _check_image(x)
+    check_image(x)
     if len(self.widths) < 1 or len(self.up_widths) != len(self.widths) - 1:
       raise ValueError(
         f"need len(up_widths) == len(widths) - 1, got {len(self.up_widths)} and {len(self.widths)}"

@@ -1,13 +1,20 @@
-"""The generic training loop: mesh + sharding, one jitted donated step (one per
-phase for methods trained in phases), orbax checkpoints, logging, periodic
-evaluation and summaries, preemption and a non-finite guard. It knows nothing
-method-specific; see `registry`.
+"""The generic training loop: mesh + sharding, one jitted donated step per stage, orbax
+checkpoints, logging, periodic evaluation and summaries, preemption and a non-finite guard. It
+knows nothing method-specific; see `registry` for the protocol.
 
-The workdir is the resume key: on start the latest checkpoint in
-`workdir/checkpoints` is restored; otherwise `config.init_from` warm-starts;
-otherwise the method initialises. The batch of step s is a pure function of
-(seed, s) (`pipeline.InputPipeline`), and the method derives per-step
-randomness from the step, so a resumed run repeats an uninterrupted one.
+Before any work the loop checks its own config fields and the workdir
+(`config.check_loop_config`), asks the method for its stages (where the
+method checks its own fields) and, for a fresh run, that the runs it starts
+from exist. Then the workdir is the resume key, in this order: its newest
+checkpoint that restores (`checkpoints.restore_newest`); otherwise
+`config.init_from` and the `config.warm_start` sources applied to a fresh
+state; otherwise the fresh state. The batch of step s is a pure function of
+(seed, s) (`pipeline.InputPipeline`) and methods derive per-step randomness
+from the step, so a resumed run repeats an uninterrupted one.
+
+Multi-host: every process runs this loop on its slice of each batch; only
+process 0 writes logs, summaries and run info (checkpoints are written by
+all, as orbax requires).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import contextlib
 import functools
 import importlib.metadata
 import json
+import logging
 import math
 import pathlib
 import signal
@@ -27,14 +35,21 @@ import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
+from jaxface.errors import ConfigError
+from jaxface.training import checkpoints
+from jaxface.training.config import check_loop_config, check_workdir, make_workdir
 from jaxface.training.pipeline import InputPipeline
 from jaxface.training.registry import get_method
+from jaxface.training.runs import load_run
+from jaxface.training.schedule import check_modules, method_stages, stage_at, total_steps
 from jaxface.training.writers import MetricWriter
+
+log = logging.getLogger(__name__)
 
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "numpy", "jaxface")
 
@@ -68,54 +83,8 @@ def _write_run_info(workdir: pathlib.Path, config: ml_collections.ConfigDict, de
 def _mesh(config) -> Mesh:
   devices = jax.devices()
   if config.num_devices:
-    if config.num_devices > len(devices):
-      raise ValueError(
-        f"config.num_devices={config.num_devices} but only {len(devices)} devices exist"
-      )
     devices = devices[: config.num_devices]
-  if config.batch_size % len(devices):
-    raise ValueError(
-      f"config.batch_size={config.batch_size} is not divisible by {len(devices)} devices"
-    )
   return Mesh(np.asarray(devices), ("data",))
-
-
-def _abstract(state):
-  return jax.tree_util.tree_map(
-    lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
-  )
-
-
-def _manager(directory: pathlib.Path, max_to_keep: int, **options) -> ocp.CheckpointManager:
-  return ocp.CheckpointManager(
-    directory.absolute(),
-    options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, **options),
-  )
-
-
-def _restore_or_init(manager, state, config) -> tuple[int, object]:
-  """(start step, state): the workdir's latest checkpoint, else init_from, else as given."""
-  latest = manager.latest_step()
-  if latest is not None:
-    logging.info("resuming from %s at step %d", manager.directory, latest)
-    return latest, manager.restore(latest, args=ocp.args.StandardRestore(_abstract(state)))
-  if config.init_from:
-    source = pathlib.Path(config.init_from)
-    if not source.exists():
-      raise FileNotFoundError(f"config.init_from={config.init_from!r} does not exist")
-    with contextlib.closing(_manager(source, 1, read_only=True)) as other:
-      step = other.latest_step()
-      if step is None:
-        raise ValueError(f"config.init_from={config.init_from!r} holds no checkpoint")
-      logging.info("warm-starting from %s step %d", source, step)
-      try:
-        restored = other.restore(step, args=ocp.args.StandardRestore(_abstract(state)))
-      except (ValueError, KeyError) as error:
-        raise ValueError(
-          f"config.init_from={config.init_from!r}: incompatible state ({error})"
-        ) from None
-    return 0, restored
-  return 0, state
 
 
 class _Preemption:
@@ -144,29 +113,6 @@ def _mean_metrics(pending: list[dict]) -> dict[str, float]:
   return {key: float(np.mean([m[key] for m in fetched])) for key in fetched[0]}
 
 
-def phase_schedule(method, config: ml_collections.ConfigDict) -> tuple[tuple[str, int], ...]:
-  """The method's ((phase, steps), ...), or () for a single-step method; checked against
-  `config.num_steps`."""
-  if not hasattr(method, "phases"):
-    return ()
-  phases = tuple((str(name), int(steps)) for name, steps in method.phases(config))
-  if not phases or any(steps <= 0 for _, steps in phases):
-    raise ValueError(f"{config.method}.phases(config) must give positive step counts: {phases}")
-  total = sum(steps for _, steps in phases)
-  if total != config.num_steps:
-    raise ValueError(
-      f"config.num_steps={config.num_steps} but {config.method}'s phases "
-      f"{dict(phases)} add up to {total}"
-    )
-  return phases
-
-
-def phase_at(phases: tuple[tuple[str, int], ...], step: int) -> int:
-  """Index into `phases` of the phase that trains 0-based `step`."""
-  ends = np.cumsum([steps for _, steps in phases])
-  return int(min(np.searchsorted(ends, step, side="right"), len(phases) - 1))
-
-
 def _check_finite(
   means: dict[str, float], first_step: int, last_step: int, checkpoint_step
 ) -> None:
@@ -184,152 +130,169 @@ def _check_finite(
 
 
 def _due(step: int, every: int, last: int) -> bool:
+  """Every `every` steps and at the last; never when `every` < 0 (see `loop_defaults`)."""
+  if every < 0:
+    return False
   return step == last or (every > 0 and step % every == 0)
+
+
+def _host_batch(batch) -> dict[str, np.ndarray]:
+  """The whole global batch as numpy on every process (what `summaries` reads)."""
+  return multihost_utils.process_allgather(batch, tiled=True)
+
+
+def _initial_state(method, config, dataset, stages, series, sharding):
+  """(start step, state): resume -> warm start -> fresh init (see the module docstring)."""
+  fresh = method.create_state(config, jax.random.PRNGKey(config.seed), dataset)
+  check_modules(stages, fresh, config.method)
+  fresh = jax.device_put(fresh, sharding)
+  found = checkpoints.restore_newest(series, fresh, move_damaged=True)
+  if found is not None:
+    log.info("resuming from %s at step %d", series.directory, found[0])
+    return found
+  state = fresh
+  if config.init_from:
+    state = checkpoints.init_from(state, config)
+  state = checkpoints.warm_start(state, config)
+  return 0, jax.device_put(state, sharding)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path):
   """Trains `config.method` in `workdir`, resuming from it; returns the final state."""
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  is_main = jax.process_index() == 0
+  check_loop_config(config)
   method = get_method(config.method)
+  # What every method function sees: immutable and hashable, so a jitted step can close over it.
+  frozen = ml_collections.FrozenConfigDict(config)
+  stages = method_stages(method, frozen)
+  workdir = check_workdir(workdir)
+  if not checkpoints.has_checkpoints(workdir / "checkpoints"):
+    checkpoints.check_sources(frozen)  # a fresh run: the runs it starts from must exist
+  make_workdir(workdir)
+  is_main = jax.process_index() == 0
   mesh = _mesh(config)
   data_sharding = NamedSharding(mesh, P("data"))
   replicated = NamedSharding(mesh, P())
   if is_main:
     _write_run_info(workdir, config, mesh.devices.ravel().tolist())
-  writer = MetricWriter(workdir, enabled=is_main)
-  pipeline = InputPipeline(
-    method.create_dataset(config, "train"),
-    config.batch_size,
-    config.seed,
-    data_sharding,
-    config.prefetch,
-  )
-  eval_data = None
-  state = method.create_state(config, jax.random.PRNGKey(config.seed), pipeline.batch(0))
-  state = jax.device_put(state, replicated)
-  manager = _manager(workdir / "checkpoints", config.max_checkpoints_to_keep)
-  best_manager = None
-  if config.best_metric:
-    best_manager = _manager(
-      workdir / "best", 1, best_fn=lambda m: m[config.best_metric], best_mode=config.best_mode
+  with contextlib.ExitStack() as resources:  # closed in reverse order, also on errors
+    series = checkpoints.manager(workdir / "checkpoints", config.max_checkpoints_to_keep)
+    resources.callback(_finish_saving, series)
+    best = None
+    if config.best_metric:
+      best = checkpoints.manager(
+        workdir / "best", 1, best_fn=lambda m: m[config.best_metric], best_mode=config.best_mode
+      )
+      resources.callback(_finish_saving, best)
+    writer = resources.enter_context(contextlib.closing(MetricWriter(workdir, enabled=is_main)))
+    dataset = method.create_dataset(frozen, "train")
+    pipeline = resources.enter_context(
+      contextlib.closing(
+        InputPipeline(dataset, config.batch_size, config.seed, data_sharding, config.prefetch)
+      )
     )
-  start_step, state = _restore_or_init(manager, state, config)
-  last_saved = manager.latest_step()
-  phases = phase_schedule(method, config)
-  train_steps = {}  # phase index -> its jitted step, compiled when the phase is reached
+    start_step, state = _initial_state(method, frozen, dataset, stages, series, replicated)
+    last = total_steps(stages)
+    progress = resources.enter_context(
+      tqdm(
+        total=last, initial=start_step, unit="step", dynamic_ncols=True,
+        disable=not (is_main and config.progress_bar and sys.stderr.isatty()),
+      )
+    )  # fmt: skip
+    jitted = {}  # stage index -> its jitted step, compiled when the stage is reached
 
-  def train_step_at(step: int):
-    index = phase_at(phases, step) if phases else -1
-    if index not in train_steps:
-      function = method.train_step
-      if phases:
-        function = functools.partial(function, phase=phases[index][0])
-      train_steps[index] = jax.jit(function, donate_argnums=(0,))
-    return index, train_steps[index]
+    def step_function(index: int):
+      if index not in jitted:
+        stage = stages[index]
+        bound = functools.partial(stage.step, config=frozen, stage=stage)
+        jitted[index] = jax.jit(bound, donate_argnums=(0,))
+      return jitted[index]
 
-  last = config.num_steps
-  progress = tqdm(
-    total=last, initial=start_step, unit="step", dynamic_ncols=True,
-    disable=not (is_main and config.progress_bar and sys.stderr.isatty()),
-  )  # fmt: skip
-  pending: list[dict] = []
-  first_pending = start_step + 1
-  interval_start = time.perf_counter()
-  try:
+    staged = len(stages) > 1
+    last_saved = series.latest_step()
+    eval_data = None
+    pending: list[dict] = []
+    first_pending = start_step + 1
+    interval_start = time.perf_counter()
     with _Preemption() as preemption:
       for step in range(start_step, last):
         batch = pipeline.batch(step)
-        phase, train_step = train_step_at(step)
-        state, metrics = train_step(state, batch)
+        index = stage_at(stages, step)
+        state, metrics = step_function(index)(state, batch)
         pending.append(metrics)
         done = step + 1
-        # Phases log different metrics: an interval never straddles a phase boundary.
-        phase_ends = bool(phases) and done < last and phase_at(phases, done) != phase
+        # Stages log different metrics: an interval never straddles a stage boundary.
+        stage_ends = staged and done < last and stage_at(stages, done) != index
         progress.update(1)
         # Read the flag once: a SIGTERM arriving later in this step is handled after the next one,
         # so the checkpoint written and the step reported always agree.
         preempted = preemption.requested
         stopping = preempted or done == last
         save = stopping or _due(done, config.checkpoint_every, last)
-        if pending and (save or phase_ends or _due(done, config.log_every, last)):
+        if pending and (save or stage_ends or _due(done, config.log_every, last)):
           # The only host sync of the loop body: metrics at logging/saving steps.
           means = _mean_metrics(pending)
           _check_finite(means, first_pending, done, last_saved)
           elapsed = time.perf_counter() - interval_start
           means["steps_per_second"] = len(pending) / max(elapsed, 1e-9)
-          if phases:
-            means["phase"] = float(phase)
+          if staged:
+            means["phase"] = float(index)
           writer.write_scalars(done, {f"train/{k}": v for k, v in means.items()})
           pending, first_pending, interval_start = [], done + 1, time.perf_counter()
-        eval_metrics = {}
         if _due(done, config.eval_every, last) and not preempted:
           if eval_data is None:
-            eval_data = method.create_dataset(config, "eval")
-          eval_metrics = {
-            f"eval/{k}": float(v) for k, v in method.evaluate(state, eval_data, config).items()
-          }
+            eval_data = method.create_dataset(frozen, "eval")
+          eval_metrics = _evaluate(method, state, eval_data, frozen)
           writer.write_scalars(done, eval_metrics)
-          if best_manager is not None:
-            best_manager.save(done, args=ocp.args.StandardSave(state), metrics=eval_metrics)
+          if best is not None:
+            best.save(done, args=ocp.args.StandardSave(state), metrics=eval_metrics)
         if save:
-          manager.save(done, args=ocp.args.StandardSave(state))
+          series.save(done, args=ocp.args.StandardSave(state))
           last_saved = done
+          if is_main:
+            log.info("saved checkpoint %d", done)
         if _due(done, config.summary_every, last) and not preempted:
-          writer.write_summaries(done, jax.device_get(method.summaries(state, batch)))
+          summaries = method.summaries(state, _host_batch(batch), frozen)
+          writer.write_summaries(done, jax.device_get(summaries))
         if preempted:
-          logging.warning("SIGTERM: saved a checkpoint at step %d and stopped", done)
-          print(f"preempted: checkpoint saved at step {done}", flush=True)
+          log.warning("SIGTERM: saved a checkpoint at step %d and stopped", done)
+          if is_main:
+            print(f"preempted: checkpoint saved at step {done}", flush=True)
           break
-  finally:
-    progress.close()
-    manager.wait_until_finished()
-    manager.close()
-    if best_manager is not None:
-      best_manager.wait_until_finished()
-      best_manager.close()
-    writer.close()
-    pipeline.close()
   return state
 
 
-def restore(
-  config: ml_collections.ConfigDict, workdir: str | pathlib.Path, step: int | None = None
-):
-  """A checkpoint of `workdir` (latest by default).
+def _finish_saving(series: ocp.CheckpointManager) -> None:
+  series.wait_until_finished()
+  series.close()
 
-  Returns (method module, state, step, eval dataset, an eval batch).
-  """
-  workdir = pathlib.Path(workdir)
-  method = get_method(config.method)
-  mesh = _mesh(config)
-  dataset = method.create_dataset(config, "eval")
-  pipeline = InputPipeline(
-    dataset, config.batch_size, config.seed, NamedSharding(mesh, P("data")), 0
-  )
-  example = pipeline.batch(0)
-  state = jax.device_put(
-    method.create_state(config, jax.random.PRNGKey(config.seed), example), NamedSharding(mesh, P())
-  )
-  with contextlib.closing(_manager(workdir / "checkpoints", 1, read_only=True)) as manager:
-    step = manager.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"no checkpoint in {workdir / 'checkpoints'}")
-    state = manager.restore(step, args=ocp.args.StandardRestore(_abstract(state)))
-  return method, state, step, dataset, example
+
+def _evaluate(method, state, dataset, config) -> dict[str, float]:
+  """`method.evaluate` as "eval/<name>" floats; `config.best_metric` must be among them."""
+  metrics = {f"eval/{k}": float(v) for k, v in method.evaluate(state, dataset, config).items()}
+  if config.best_metric and config.best_metric not in metrics:
+    raise ConfigError(
+      f"config.best_metric={config.best_metric!r} is not an evaluation metric of "
+      f"{config.method}; it reports {sorted(metrics)}"
+    )
+  return metrics
+
+
+def _eval_batch(run) -> dict[str, np.ndarray]:
+  """The first batch of the run's eval split, as numpy (what `summaries` reads)."""
+  dataset = run.method.create_dataset(run.config, "eval")
+  return InputPipeline(dataset, run.config.batch_size, run.config.seed, None, 0).local_batch(0)
 
 
 def evaluate(
   config: ml_collections.ConfigDict, workdir: str | pathlib.Path, step: int | None = None
 ):
-  """Evaluates a checkpoint of `workdir` (latest by default) and logs `eval/*` scalars."""
-  workdir = pathlib.Path(workdir)
-  method, state, step, dataset, _ = restore(config, workdir, step)
-  metrics = {f"eval/{k}": float(v) for k, v in method.evaluate(state, dataset, config).items()}
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-  writer.write_scalars(step, metrics)
-  writer.close()
+  """Evaluates a checkpoint of `workdir` (the newest that restores by default) and logs `eval/*`."""
+  check_loop_config(config)
+  run = load_run(workdir, step, config=config, move_damaged=True)
+  dataset = run.method.create_dataset(run.config, "eval")
+  metrics = _evaluate(run.method, run.state, dataset, run.config)
+  with contextlib.closing(MetricWriter(workdir, enabled=jax.process_index() == 0)) as writer:
+    writer.write_scalars(run.step, metrics)
   return metrics
 
 
@@ -337,9 +300,9 @@ def export_samples(
   config: ml_collections.ConfigDict, workdir: str | pathlib.Path, step: int | None = None
 ):
   """Writes the method's summaries for an eval batch under workdir/summaries/step_N."""
-  workdir = pathlib.Path(workdir)
-  method, state, step, _, example = restore(config, workdir, step)
-  writer = MetricWriter(workdir, enabled=jax.process_index() == 0)
-  writer.write_summaries(step, jax.device_get(method.summaries(state, example)))
-  writer.close()
-  return workdir / "summaries" / f"step_{step:08d}"
+  check_loop_config(config)
+  run = load_run(workdir, step, config=config, move_damaged=True)
+  summaries = run.method.summaries(run.state, _eval_batch(run), run.config)
+  with contextlib.closing(MetricWriter(workdir, enabled=jax.process_index() == 0)) as writer:
+    writer.write_summaries(run.step, jax.device_get(summaries))
+  return pathlib.Path(workdir) / "summaries" / f"step_{run.step:08d}"

@@ -6,13 +6,15 @@ writes; the others get a writer that does nothing.
 from __future__ import annotations
 
 import json
+import logging
 import pathlib
 
 import numpy as np
-from absl import logging
 from PIL import Image
 
 from jaxface.io.mesh import export_mesh
+
+log = logging.getLogger(__name__)
 
 
 class MetricWriter:
@@ -37,7 +39,7 @@ class MetricWriter:
       json.dumps({"step": int(step), **{k: float(v) for k, v in scalars.items()}}) + "\n"
     )
     self._jsonl.flush()
-    logging.info(
+    log.info(
       "step %d: %s", step, ", ".join(f"{k}={float(v):.5g}" for k, v in sorted(scalars.items()))
     )
 

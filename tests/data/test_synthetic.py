@@ -1,6 +1,7 @@
 """Synthetic datasets: self-consistent ground truth, determinism, tfds preparation and reuse."""
 
 import contextlib
+import pathlib
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import scipy.ndimage
 
 from jaxface.data import (
   EMOTION_NAMES,
+  default_data_dir,
   emotion_vector,
   face_image_example,
   load_synthetic,
@@ -370,3 +372,39 @@ def test_registered_meshes_builder_keeps_its_name_and_round_trips_visemes(tmp_pa
     data_dir=tmp_path, **base,
   )  # fmt: skip
   assert "viseme_label" not in plain[0] and "viseme_true" not in plain[0]
+
+
+def _tree(folder: pathlib.Path) -> dict[str, tuple[int, int]]:
+  """Every file under `folder` with its size and modification time."""
+  return {
+    str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+    for p in sorted(folder.rglob("*"))
+  }
+
+
+def test_generated_data_go_to_the_cache_and_jaxface_data_is_only_read(tmp_path, monkeypatch):
+  """$JAXFACE_DATA may be a read-only or shared face-model folder: nothing is written there."""
+  from tests.conftest import shared_data_dir
+
+  models = tmp_path / "models"
+  (models / "ict-facekit").mkdir(parents=True)
+  shared = shared_data_dir()
+  ict = None if shared is None else shared / "ict-facekit" / "ict_face_area.npz"
+  if ict is not None and ict.exists():
+    (models / "ict-facekit" / "ict_face_area.npz").symlink_to(ict)
+  for folder in (models / "ict-facekit", models):
+    folder.chmod(0o555)  # read-only (root ignores the bits: the listing below is the check)
+  monkeypatch.setenv("JAXFACE_DATA", str(models))
+  monkeypatch.setenv("JAXFACE_CACHE", str(tmp_path / "cache"))
+  before = _tree(models)
+  assert default_data_dir() == tmp_path / "cache" / "datasets"
+  source = load_synthetic("registered_meshes", model="procedural", num_train=2, num_eval=1,
+                          num_identities=2, labelled_fraction=0.5)  # fmt: skip
+  assert len(source) == 2 and any((tmp_path / "cache" / "datasets").rglob("*.array_record*"))
+  if (models / "ict-facekit" / "ict_face_area.npz").exists():
+    from jaxface.morphable import load
+
+    assert load("ict").num_vertices > 0  # read from the read-only folder
+  assert _tree(models) == before
+  for folder in (models, models / "ict-facekit"):
+    folder.chmod(0o755)

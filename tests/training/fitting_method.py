@@ -1,5 +1,9 @@
 """A small real method for testing the trainer: regress model coefficients from 2D landmarks.
 
+The worked example of the method protocol (`jaxface.training.registry`,
+`docs/adding_a_method.md`): a config, a dataset, a state, one stage, an
+evaluation and summaries, each as short as a real method's can be.
+
 Each example is a random face of the procedural model (identity and
 expression coefficients ~ N(0, 1), truncated to a few modes) seen by an
 orthographic camera with a random yaw; its 68 landmarks projected to 2D (+
@@ -18,8 +22,10 @@ import numpy as np
 import optax
 from flax import struct
 
+from jaxface.errors import ConfigError
+from jaxface.methods.protocol import Stage, init_optimizer
 from jaxface.morphable import load
-from jaxface.training import loop_defaults, parse_arg
+from jaxface.training import loop_defaults, parse_arg, warm_start_source
 
 NUM_IDENTITY, NUM_EXPRESSION = 6, 4
 
@@ -29,14 +35,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config = loop_defaults()
   config.method = "tests.training.fitting_method"  # dotted path: the loop imports it
   config.batch_size = 16
-  config.num_steps = 30
+  config.num_steps = 30  # this method's one stage
   config.log_every = 5
   config.checkpoint_every = 10
   config.eval_every = 15
   config.summary_every = 30
   config.learning_rate = 3e-3
+  config.hidden = 64
   config.dataset_size = 256
   config.nan_at_step = args.nan_at_step  # inject a NaN loss at this step (tests)
+  # A source of the regressor's weights for a fresh run: --config.warm_start.regressor.workdir=RUN.
+  config.warm_start.regressor = warm_start_source(("params",))
   return config
 
 
@@ -71,8 +80,8 @@ class LandmarkDataset:
     rotated = shape @ rotation.T
     points = rotated[:, :2] / 10.0 + 0.01 * rng.standard_normal((68, 2))
     return {
-      "landmarks": points.astype(np.float32),
-      "coefficients": np.concatenate([identity, expression]).astype(np.float32),
+      "landmarks": points.astype(np.float32),  # (68, 2)
+      "coefficients": np.concatenate([identity, expression]).astype(np.float32),  # (10,)
       "yaw": np.float32(yaw),
     }
 
@@ -87,7 +96,7 @@ class Regressor(nn.Module):
   hidden: int = 64
 
   @nn.compact
-  def __call__(self, landmarks, dropout_rng=None):
+  def __call__(self, landmarks):
     x = landmarks.reshape(landmarks.shape[0], -1)
     x = nn.gelu(nn.Dense(self.hidden)(x))
     x = nn.gelu(nn.Dense(self.hidden)(x))
@@ -100,43 +109,48 @@ class State:
   params: dict
   opt_state: optax.OptState
   rng: jax.Array
-  nan_at_step: int = struct.field(pytree_node=False, default=-1)
-  learning_rate: float = struct.field(pytree_node=False, default=1e-3)
-
-
-def _optimizer(learning_rate):
-  return optax.adam(learning_rate)
 
 
 def create_dataset(config, split):
   return LandmarkDataset(config.dataset_size, seed=config.seed + (0 if split == "train" else 1000))
 
 
-def create_state(config, rng, example_batch):
-  params = Regressor().init(rng, example_batch["landmarks"])["params"]
+def stages(config) -> tuple[Stage, ...]:
+  if config.learning_rate <= 0:
+    raise ConfigError(f"config.learning_rate={config.learning_rate} must be positive")
+  return (
+    Stage(
+      name="fit", steps=config.num_steps, step=train_step, modules=("params",),
+      optimizer=optax.adam(config.learning_rate),
+    ),
+  )  # fmt: skip
+
+
+def create_state(config, rng, dataset):
+  example = dataset[0]["landmarks"][None]  # (1, 68, 2): the network's input shape
+  params = Regressor(config.hidden).init(rng, example)["params"]
+  (stage,) = stages(config)
   return State(
     step=jnp.zeros((), jnp.int32),
     params=params,
-    opt_state=_optimizer(config.learning_rate).init(params),
+    opt_state=init_optimizer(stage, {"params": params}),
     rng=jax.random.fold_in(rng, 1),
-    nan_at_step=int(config.nan_at_step),
-    learning_rate=float(config.learning_rate),
   )
 
 
-def _loss(params, batch, noise_rng):
+def regression_loss(params, batch, noise_rng, config):
   # Jitter the input a little: exercises per-step randomness for resume tests.
   landmarks = batch["landmarks"] + 0.001 * jax.random.normal(noise_rng, batch["landmarks"].shape)
-  prediction = Regressor().apply({"params": params}, landmarks)
+  prediction = Regressor(config.hidden).apply({"params": params}, landmarks)  # (B, 11)
   target = jnp.concatenate([batch["coefficients"], batch["yaw"][:, None]], axis=1)
   return jnp.mean((prediction - target) ** 2)
 
 
-def train_step(state: State, batch):
+def train_step(state: State, batch, *, config, stage: Stage):
   noise_rng = jax.random.fold_in(state.rng, state.step)
-  loss, grads = jax.value_and_grad(_loss)(state.params, batch, noise_rng)
-  loss = jnp.where(state.step == state.nan_at_step, jnp.nan, loss)
-  updates, opt_state = _optimizer(state.learning_rate).update(grads, state.opt_state, state.params)
+  loss, grads = jax.value_and_grad(regression_loss)(state.params, batch, noise_rng, config)
+  loss = jnp.where(state.step == config.nan_at_step, jnp.nan, loss)
+  updates, opt_state = stage.optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state)
   return new_state, {"loss": loss}
@@ -146,13 +160,14 @@ def evaluate(state, dataset, config):
   batch = {
     k: np.stack([dataset[i][k] for i in range(32)]) for k in ("landmarks", "coefficients", "yaw")
   }
-  prediction = Regressor().apply({"params": state.params}, batch["landmarks"])
+  prediction = Regressor(config.hidden).apply({"params": state.params}, batch["landmarks"])
   error = np.asarray(prediction[:, :-1]) - batch["coefficients"]
   return {"coefficient_rmse": float(np.sqrt(np.mean(error**2)))}
 
 
-def summaries(state, batch):
-  # The input landmarks drawn into small images, predictions in red.
+def summaries(state, batch, config):
+  # The input landmarks drawn as black dots into small white images.
+  del state, config
   landmarks = np.asarray(batch["landmarks"])[:4]
   images = np.ones((len(landmarks), 32, 32, 3), np.float32)
   for image, points in zip(images, landmarks, strict=True):
