@@ -13,11 +13,13 @@ on their values), so no dataset needs preparing.
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -56,23 +58,25 @@ def main() -> None:
   config = gan_config.get_config("paper" if args.model == "ict" else "default")
   config.data.model = args.model
   config.batch_size = args.batch * config.gan.d_steps
+  config = ml_collections.FrozenConfigDict(config)
   dataset = _dataset(args.model, config)
-  state = method.init_state(config, jax.random.PRNGKey(0), dataset)
+  state = method.create_state(config, jax.random.PRNGKey(0), dataset)
   indices = np.arange(config.batch_size) % len(dataset)
   examples = dataset.__getitems__(indices)
   batch = {k: jnp.asarray(np.stack([e[k] for e in examples])) for k in examples[0]}
 
-  step = jax.jit(method.train_step)
+  (stage,) = method.stages(config)
+  step = jax.jit(functools.partial(stage.step, config=config, stage=stage))  # as the trainer does
   iteration_ms = time_call(lambda: step(state, batch)[1], repeats=args.repeats)
 
   codes = {
     name: jax.random.normal(jax.random.PRNGKey(i), (args.batch, dim))
-    for i, (name, dim) in enumerate(state.settings.code_dims.items())
+    for i, (name, dim) in enumerate(method.code_dims(config).items())
   }
 
   @jax.jit
   def forward(state, codes):
-    vertices, _ = method.generate(state, codes)
+    vertices, _ = method.generate(state, codes, config)
     return method.discriminator_images(state.constants, vertices)
 
   forward_ms = time_call(lambda: forward(state, codes), repeats=args.repeats)

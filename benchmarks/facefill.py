@@ -5,7 +5,7 @@
 `cpu` is the results' CPU budget (64 x 64 images, quarter-width networks);
 `paper` the paper's networks at 224 x 224 (on the procedural model unless
 --model says otherwise; the network cost does not depend on the model).
-Inference is the whole pipeline of `facefill.method.complete`: segmenter,
+Inference is the whole pipeline of `facefill.pipeline.complete`: segmenter,
 3DMM encoder, unwrapping to UV, Sym-UNet, re-rendering and blending, per
 refinement pass, on random rectangular masks; the paper reports 0.1 s per
 image on a GPU. Training: one step of each stage at the config's batch size.
@@ -20,6 +20,7 @@ import pathlib
 import sys
 
 import jax
+import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -27,7 +28,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from common import matmul_yardstick_ms, print_table, time_call
 
 from configs import facefill as facefill_config
-from jaxface.methods.facefill import masks, method
+from jaxface.methods import facefill
+from jaxface.methods.facefill import masks, pipeline
 from jaxface.methods.facefill.data import FACE
 from jaxface.training.pipeline import InputPipeline
 
@@ -49,8 +51,9 @@ def main() -> None:
   config.data.num_train = max(config.batch_size, args.batch)
   config.data.num_eval = args.batch
   config.data.data_dir = args.data_dir
-  dataset = method.create_dataset(config, "train")
-  state = method.init_state(config, jax.random.PRNGKey(0), dataset)
+  config = ml_collections.FrozenConfigDict(config)
+  dataset = facefill.create_dataset(config, "train")
+  state = facefill.create_state(config, jax.random.PRNGKey(0), dataset)
   size = int(config.data.image_size)
   setting = f"{size}x{size}, widths x{config.facefill.widths.encoder:g}"
 
@@ -61,7 +64,7 @@ def main() -> None:
   )  # (B, H, W)
   rows = []
   for iterations in (2, 1):
-    complete = jax.jit(functools.partial(method.complete, iterations=iterations))
+    complete = functools.partial(pipeline.complete_jit, config=config, iterations=iterations)
     ms = time_call(lambda c=complete: c(state, images, holes).image, repeats=args.repeats)
     rows.append({
       "what": f"complete, {iterations} pass{'es' if iterations > 1 else ''}, per image",
@@ -70,13 +73,13 @@ def main() -> None:
     })  # fmt: skip
 
   if not args.no_train:
-    pipeline = InputPipeline(dataset, config.batch_size, 0, None, 0)
-    batch = pipeline.batch(0)
-    for stage in method.STAGES:
-      step = jax.jit(functools.partial(method.train_step, phase=stage))
+    batches = InputPipeline(dataset, config.batch_size, 0, None, 0)
+    batch = batches.batch(0)
+    for stage in facefill.stages(config):
+      step = jax.jit(functools.partial(stage.step, config=config, stage=stage))
       ms = time_call(lambda s=step: s(state, batch)[1], repeats=args.repeats, warmup=1)
       rows.append({
-        "what": f"train step, stage {stage}",
+        "what": f"train step, stage {stage.name}",
         "setting": f"{setting}, B={config.batch_size}",
         "ms": ms,
       })  # fmt: skip

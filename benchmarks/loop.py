@@ -10,6 +10,7 @@ is what the loop adds (logging, checkpoint bookkeeping, progress, signals).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import pathlib
 import sys
@@ -17,6 +18,7 @@ import tempfile
 import time
 
 import jax
+import ml_collections
 import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
@@ -45,8 +47,12 @@ def main() -> None:
   start = time.perf_counter()
   batches = [pipeline.batch(step) for step in range(args.steps)]
   reading = (time.perf_counter() - start) / args.steps
-  state = fitting_method.create_state(config, jax.random.PRNGKey(0), batches[0])
-  step_fn = jax.jit(fitting_method.train_step, donate_argnums=(0,))
+  frozen = ml_collections.FrozenConfigDict(config)
+  state = fitting_method.create_state(frozen, jax.random.PRNGKey(0), dataset)
+  (stage,) = fitting_method.stages(frozen)
+  step_fn = jax.jit(
+    functools.partial(stage.step, config=frozen, stage=stage), donate_argnums=(0,)
+  )  # exactly the loop's jitted step
   state, metrics = step_fn(state, batches[0])
   jax.block_until_ready(metrics)
   start = time.perf_counter()

@@ -30,6 +30,7 @@ import math
 
 import ml_collections
 
+from jaxface.errors import ConfigError
 from jaxface.morphable.loaders import ict_available
 from jaxface.training import loop_defaults, parse_arg
 
@@ -45,9 +46,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant == "viseme":
     variant, visemes = "default", True
   if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS + ABLATIONS[1:]}")
+    raise ConfigError(f"unknown variant {variant!r}; known: {VARIANTS + ABLATIONS[1:]}")
   if ablation not in ABLATIONS:
-    raise ValueError(f"unknown ablation {ablation!r}; known: {ABLATIONS}")
+    raise ConfigError(f"unknown ablation {ablation!r}; known: {ABLATIONS}")
 
   config = loop_defaults()
   config.method = "decoupled_gan"
@@ -66,7 +67,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.viseme_fraction = 0.0
   config.data.viseme_labelled_fraction = 0.68
   config.data.seed = 0
-  config.data.data_dir = ""  # "" = $JAXFACE_DATA/synthetic or ~/.cache/jaxface/datasets
+  config.data.data_dir = ""  # where generated datasets go; "" = $JAXFACE_CACHE/datasets
 
   # Model and losses (sec. 4.2-4.3, 5.1, supplement Fig. 11).
   config.gan = gan = ml_collections.ConfigDict()
@@ -107,9 +108,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ev.sparse_steps = 1_000
   ev.sparse_learning_rate = 0.05
   ev.regularisations = (0.0, 0.01, 10.0)
-  ev.embedder_dir = ""  # "" = <data_dir>/decoupling_embedders
+  ev.embedder_dir = ""  # "" = <data.data_dir or $JAXFACE_CACHE>/decoupling_embedders
 
   per_step = 64
+  config.num_steps = 0  # the run's one stage: set from gan.epochs below, or by the variant
   config.log_every = 50
   config.checkpoint_every = 1_000
   config.eval_every = 0

@@ -3,15 +3,16 @@ r"""3DFaceFill (Dey & Boddeti, WACV 2022) on jaxface's synthetic face images (da
     python train/main.py --config=configs/facefill.py:smoke --workdir=runs/facefill_smoke
     python train/main.py --config=configs/facefill.py:cpu --workdir=runs/ff_cpu
     python train/main.py --config=configs/facefill.py:cpu,stage=inpaint,ablation=no_sym \
-      --config.facefill.init_3dmm=runs/ff_cpu --workdir=runs/ff_cpu_no_sym
+      --config.warm_start.three_dmm.workdir=runs/ff_cpu --workdir=runs/ff_cpu_no_sym
     python -m jaxface.methods.facefill.report runs/ff_cpu runs/ff_cpu_no_sym
 
 `smoke` trains the four stages in one run, evaluates (with the Telea
 baseline) and writes summaries in 1.5-2.5 min on the 2-core CPU, most of it
 compiling; its numbers mean nothing. `cpu` is the documented CPU budget of
 docs/results/facefill.md (64 x 64 images, quarter-width networks). A stage
-can also run alone (`stage=NAME`), starting from earlier runs' weights (see
-`init_*` below): that is how an ablation retrains only the stage it changes.
+can also run alone (`stage=NAME`), starting from earlier runs' weights (the
+trainer's warm starts, below): that is how an ablation retrains only the
+stage it changes.
 
 Variants (`file.py:variant[,key=value...]`):
   default   the paper's settings (supplement sec. 4.3) on ICT-FaceKit when
@@ -33,19 +34,24 @@ Stages (supplement sec. 4.3), each one trainer run:
               module frozen (from init_3dmm).
   segment     the face segmenter S (focal loss), independent of the others.
   all         the four in that order in ONE run (the default).
-A standalone stage loads the earlier stages' weights with
-`config.facefill.init_3dmm / init_inpaint / init_segment = <workdir>` (the
-latest checkpoint there; only that module's weights are taken, so runs with
-other settings, e.g. another ablation, can be sources).
+A standalone stage takes the earlier stages' modules from other runs with
+`--config.warm_start.three_dmm.workdir=RUN` (encoder + albedo decoder),
+`warm_start.inpaint.workdir` (Sym-UNet + discriminator) and
+`warm_start.segment.workdir` (segmenter), each at that run's latest
+checkpoint or at `warm_start.<name>.step`. Only those modules are taken, so
+runs with other settings (another ablation) can be sources. The trainer
+applies them to a fresh run only: a resumed run restores its own checkpoint
+and never reads its sources again, so they may be deleted.
 
-How `stage=all` runs: the method's `phases(config)` lists the stages with
-their step counts and the generic trainer jits `train_step(..., phase=stage)`
-once per stage, each compiled when its stage starts, over one state (every
-module, one optimiser per stage) and one checkpoint series. Resume,
-preemption, the NaN guard and checkpoints therefore work across stage
-boundaries unchanged, and a standalone stage is the same code with a
-one-entry schedule. Metrics are named `<stage>/<name>`, `train/phase` logs
-the stage index, and no logging interval straddles a stage boundary.
+How `stage=all` runs: the method's `stages(config)` lists one record per
+stage (name, steps, step function, modules, optimiser) and the generic
+trainer jits each stage's step once, when its stage starts, over one state
+(every module, one optimiser state per stage) and one checkpoint series.
+Resume, preemption, the NaN guard and checkpoints therefore work across stage
+boundaries unchanged, and a standalone stage is the same code with one
+record. The run's length is the sum of the stages' `steps_<stage>`. Metrics
+are named `<stage>/<name>`, `train/phase` logs the stage index, and no
+logging interval straddles a stage boundary.
 
 Choices the paper leaves open (all fields below are documented beside them):
 - Camera: weak perspective, as the paper and its code (the synthetic images
@@ -81,8 +87,9 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxface.errors import ConfigError
 from jaxface.morphable.loaders import ict_available
-from jaxface.training import loop_defaults, parse_arg
+from jaxface.training import loop_defaults, parse_arg, warm_start_source
 
 VARIANTS = ("default", "paper", "cpu", "smoke")
 ABLATIONS = ("none", "no_sym", "no_il", "no_ir")
@@ -95,11 +102,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if variant in ABLATIONS:
     variant, ablation = "default", variant
   if variant not in VARIANTS:
-    raise ValueError(f"unknown variant {variant!r}; known: {VARIANTS + ABLATIONS[1:]}")
+    raise ConfigError(f"unknown variant {variant!r}; known: {VARIANTS + ABLATIONS[1:]}")
   if ablation not in ABLATIONS:
-    raise ValueError(f"unknown ablation {ablation!r}; known: {ABLATIONS}")
+    raise ConfigError(f"unknown ablation {ablation!r}; known: {ABLATIONS}")
   if stage not in ("all", *STAGES):
-    raise ValueError(f"unknown stage {stage!r}; known: {('all', *STAGES)}")
+    raise ConfigError(f"unknown stage {stage!r}; known: {('all', *STAGES)}")
 
   config = loop_defaults()
   config.method = "facefill"
@@ -113,16 +120,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   data.num_eval = 1_000
   data.image_size = 224  # the paper's crop; a multiple of 32
   data.seed = 0
-  data.data_dir = ""  # "" = $JAXFACE_DATA/synthetic or ~/.cache/jaxface/datasets
+  data.data_dir = ""  # where generated datasets go; "" = $JAXFACE_CACHE/datasets
 
   config.facefill = ff = ml_collections.ConfigDict()
   ff.stage = stage  # "all" or one of STAGES
   # Steps per stage (supplement sec. 4.3); a stage with 0 steps is skipped by stage=all.
   _set_steps(ff, 100_000, 30_000, 30_000, 50_000)
-  # Checkpoint folders (a workdir or its checkpoints/) whose module weights start this run.
-  ff.init_3dmm = ""  # encoder + albedo decoder (needed by 3dmm_unsup and inpaint)
-  ff.init_inpaint = ""  # Sym-UNet + discriminator
-  ff.init_segment = ""  # segmenter
+  # Runs (a workdir or its checkpoints/) whose modules start a fresh run: the trainer's warm starts.
+  config.warm_start.three_dmm = warm_start_source(("encoder", "decoder"))  # for 3dmm_unsup, inpaint
+  config.warm_start.inpaint = warm_start_source(("inpainter", "discriminator"))
+  config.warm_start.segment = warm_start_source(("segmenter",))
 
   # Networks (supplement Tables 3-7).
   ff.num_identity = -1  # shape coefficients Ki predicted (-1: all of the model's)
@@ -238,13 +245,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif ablation == "no_ir":
     ff.iterations = 1
 
-  # The run's length follows the stage lengths, also when they are overridden on the command line.
-  if stage == "all":
-    config.num_steps = sum(
-      (ff.get_ref(f"steps_{name}") for name in STAGES[1:]), ff.get_ref("steps_3dmm")
-    )
-  else:
-    config.num_steps = ff.get_ref(f"steps_{stage}")
   return config
 
 

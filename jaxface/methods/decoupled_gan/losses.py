@@ -1,4 +1,8 @@
-"""The decoupled GAN's loss terms (paper eqs. 6-12), as plain functions.
+"""The decoupled GAN's own loss terms (paper eqs. 6-12), as plain functions: the class-balanced
+classification terms (eqs. 7, 9), the feature loss (eqs. 10-11), the Laplacian energy (eq. 12).
+
+The L_GAN of eqs. 6 and 8, a Wasserstein loss with gradient penalty, is
+shared with 3DFaceFill and lives in `jaxface.nets.adversarial`.
 
 Sign conventions: every function returns a quantity to *minimise*. The
 paper's classification terms are log-likelihoods to maximise, so here they
@@ -8,39 +12,9 @@ are cross-entropies; L_G's "- lambda2 (L_CL^id + L_CL^exp)" becomes
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import jax
 import jax.numpy as jnp
 import optax
-
-
-def wasserstein_critic_loss(real_scores: jax.Array, fake_scores: jax.Array) -> jax.Array:
-  """WGAN critic loss E[D(fake)] - E[D(real)] (the critic maximises the gap)."""
-  return jnp.mean(fake_scores) - jnp.mean(real_scores)
-
-
-def wasserstein_generator_loss(fake_scores: jax.Array) -> jax.Array:
-  """WGAN generator loss -E[D(G(z))]."""
-  return -jnp.mean(fake_scores)
-
-
-def gradient_penalty(
-  critic: Callable[[jax.Array], jax.Array], real: jax.Array, fake: jax.Array, rng: jax.Array
-) -> jax.Array:
-  """WGAN-GP: E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates (Gulrajani et al.).
-
-  Args:
-    critic: images (N, ...) -> scores (N,).
-    real, fake: (N, ...) critic inputs.
-    rng: draws the interpolation weights, one per example.
-  """
-  shape = (real.shape[0],) + (1,) * (real.ndim - 1)
-  epsilon = jax.random.uniform(rng, shape, real.dtype)
-  mixed = epsilon * real + (1.0 - epsilon) * fake  # (N, ...)
-  gradients = jax.grad(lambda x: jnp.sum(critic(x)))(mixed)  # per-example: scores are separable
-  norms = jnp.sqrt(jnp.sum(gradients.reshape(real.shape[0], -1) ** 2, axis=1) + 1e-12)  # (N,)
-  return jnp.mean((norms - 1.0) ** 2)
 
 
 def balanced_class_weights(labels, num_classes: int):

@@ -1,17 +1,20 @@
 """Training the decoupled 3D face GAN (paper sec. 4.3, 5.1): the trainer's method protocol.
 
-One `train_step` is one paper iteration: `d_steps` (3) critic updates, each
-on its own real batch, then one generator update. The pipeline therefore
-delivers `config.batch_size = d_steps * per_step_batch` meshes per step.
+One stage, "gan", of `config.num_steps` steps; one `train_step` is one paper
+iteration: `d_steps` (3) critic updates, each on its own real batch, then one
+generator update. The pipeline therefore delivers `config.batch_size =
+d_steps * per_step_batch` meshes per step. Steps read their hyper-parameters
+from `config.gan` (method protocol v2, `jaxface.training.registry`); sizes
+that come from the data (vertices, classes) are read off the state's arrays.
 
 The factors of variation are data: `config.gan.factors` names them (each
 with a code size and a `<factor>_label` field in the dataset), `noise_dim`
 adds an unlabelled noise code, and `config.gan.classify` lists the factors
-that get an auxiliary classifier. For the generator update, the batch
-alternates between the classified factors (`step % len(classify)`): the
-current factor's codes come from its fixed per-label codes T^f (scored by
-the classification loss), every other factor's codes are shared by pairs
-of samples (scored by the feature loss on its classifier's features).
+that get an auxiliary classifier. For the generator update, the labelled
+factor cycles through the classified factors (`step % len(classify)`): its
+codes come from its fixed per-label codes T^f (scored by the classification
+loss), every other factor's codes are shared by pairs of samples (scored by
+the feature loss on its classifier's features).
 
 Lengths: the data arrive in the morphable model's units and are converted
 to mm once (`MeshDataset`), so losses, instance noise and metrics are in
@@ -20,7 +23,6 @@ mm as in the paper.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 
 import flax.linen as nn
@@ -31,12 +33,15 @@ import numpy as np
 import optax
 from flax import struct
 
+from jaxface.errors import ConfigError
 from jaxface.geometry.laplacian import LaplacianOperator, cotangent_laplacian
 from jaxface.methods.decoupled_gan import losses
 from jaxface.methods.decoupled_gan.data import MeshDataset, create_dataset
 from jaxface.methods.decoupled_gan.figures import sample_grid
 from jaxface.methods.decoupled_gan.model import Discriminator, Generator, concatenate_codes
+from jaxface.methods.protocol import Stage, frozen, init_optimizer
 from jaxface.metrics.shape import ShapeGenerator, generator_diversity, specificity
+from jaxface.nets import adversarial
 from jaxface.render.geometry_image import (
   GeometryImageLookup,
   geometry_image,
@@ -45,69 +50,24 @@ from jaxface.render.geometry_image import (
 
 __all__ = [
   "Constants",
-  "Settings",
   "State",
+  "check_config",
+  "code_dims",
   "create_dataset",
   "create_state",
   "discriminator_images",
   "evaluate",
-  "init_state",
+  "generate",
   "shape_generator",
+  "stages",
   "summaries",
   "train_step",
 ]
 
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-  """Static hyper-parameters (hashable; part of the jitted step's structure)."""
-
-  factors: tuple[str, ...]
-  factor_dims: tuple[int, ...]
-  noise_dim: int
-  classify: tuple[str, ...]
-  num_classes: tuple[int, ...]  # per classified factor
-  num_vertices: int
-  hidden: int
-  output_init: str
-  d_steps: int
-  lambda_class_d: float
-  lambda_gan: float
-  lambda_class: float
-  lambda_feat: float
-  lambda_laplacian: float
-  gradient_penalty: float
-  instance_noise: float
-  learning_rate: float
-  beta1: float
-  beta2: float
-
-  @property
-  def code_names(self) -> tuple[str, ...]:
-    return self.factors + (("noise",) if self.noise_dim else ())
-
-  @property
-  def code_dims(self) -> dict[str, int]:
-    dims = dict(zip(self.factors, self.factor_dims, strict=True))
-    if self.noise_dim:
-      dims["noise"] = self.noise_dim
-    return dims
-
-  def generator(self) -> Generator:
-    initialisers = {"zeros": nn.initializers.zeros, "lecun_normal": nn.initializers.lecun_normal()}
-    if self.output_init not in initialisers:
-      raise ValueError(
-        f"config.gan.output_init must be one of {sorted(initialisers)}, got {self.output_init!r}"
-      )
-    return Generator(
-      num_vertices=self.num_vertices, hidden=self.hidden, output_init=initialisers[self.output_init]
-    )
-
-  def discriminator(self) -> Discriminator:
-    return Discriminator(num_classes=dict(zip(self.classify, self.num_classes, strict=True)))
-
-  def optimizer(self) -> optax.GradientTransformation:
-    return optax.adam(self.learning_rate, b1=self.beta1, b2=self.beta2)
+_OUTPUT_INITIALISERS = {
+  "zeros": nn.initializers.zeros,
+  "lecun_normal": nn.initializers.lecun_normal(),
+}
 
 
 @struct.dataclass
@@ -139,55 +99,89 @@ class Constants:
 
 @struct.dataclass
 class State:
+  """The generator and critic, their optimiser states {"generator", "discriminator"}, the step
+  and its base rng, and the data's constants."""
+
   step: jax.Array
   generator: dict
   discriminator: dict
-  generator_opt: optax.OptState
-  discriminator_opt: optax.OptState
+  opt_state: dict
   rng: jax.Array
   constants: Constants
-  settings: Settings = struct.field(pytree_node=False)
 
 
-def settings_from_config(config: ml_collections.ConfigDict, dataset: MeshDataset) -> Settings:
+# --------------------------------------------------------------------------- config
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """The `config.gan` fields the step relies on; ConfigError naming the field."""
   gan = config.gan
-  factors = tuple(gan.factors)
-  classify = tuple(gan.classify)
+  factors, classify = tuple(gan.factors), tuple(gan.classify)
   unknown = [f for f in classify if f not in factors]
   if unknown:
-    raise ValueError(f"config.gan.classify names {unknown}, not in config.gan.factors {factors}")
-  if len(gan.factor_dims) != len(factors):
-    raise ValueError(
-      f"config.gan.factor_dims {tuple(gan.factor_dims)} must give one size per factor {factors}"
+    raise ConfigError(f"config.gan.classify names {unknown}, not in config.gan.factors {factors}")
+  if len(gan.factor_dims) != len(factors) or min(gan.factor_dims, default=1) < 1:
+    raise ConfigError(
+      f"config.gan.factor_dims {tuple(gan.factor_dims)} must give one positive size per factor "
+      f"{factors}"
     )
+  if gan.output_init not in _OUTPUT_INITIALISERS:
+    raise ConfigError(
+      f"config.gan.output_init must be one of {sorted(_OUTPUT_INITIALISERS)}, got "
+      f"{gan.output_init!r}"
+    )
+  if gan.d_steps < 1:
+    raise ConfigError(f"config.gan.d_steps={gan.d_steps} must be >= 1")
   if config.batch_size % gan.d_steps:
-    raise ValueError(
+    raise ConfigError(
       f"config.batch_size={config.batch_size} must be a multiple of config.gan.d_steps="
       f"{gan.d_steps} (each critic step takes batch_size / d_steps real meshes)"
     )
   if (config.batch_size // gan.d_steps) % 2:
-    raise ValueError("the per-step batch (batch_size / d_steps) must be even: codes come in pairs")
-  return Settings(
-    factors=factors,
-    factor_dims=tuple(int(d) for d in gan.factor_dims),
-    noise_dim=int(gan.noise_dim),
-    classify=classify,
-    num_classes=tuple(dataset.num_classes[f] for f in classify),
-    num_vertices=dataset.num_vertices,
-    hidden=int(gan.hidden),
-    output_init=str(gan.output_init),
-    d_steps=int(gan.d_steps),
-    lambda_class_d=float(gan.lambda_class_d),
-    lambda_gan=float(gan.lambda_gan),
-    lambda_class=float(gan.lambda_class),
-    lambda_feat=float(gan.lambda_feat),
-    lambda_laplacian=float(gan.lambda_laplacian),
-    gradient_penalty=float(gan.gradient_penalty),
-    instance_noise=float(gan.instance_noise),
-    learning_rate=float(gan.learning_rate),
-    beta1=float(gan.beta1),
-    beta2=float(gan.beta2),
-  )
+    raise ConfigError(
+      f"config.batch_size / config.gan.d_steps = {config.batch_size // gan.d_steps} must be "
+      "even: the generator's codes come in pairs"
+    )
+  if gan.image_size < 1:
+    raise ConfigError(f"config.gan.image_size={gan.image_size} must be positive")
+
+
+def stages(config: ml_collections.ConfigDict) -> tuple[Stage, ...]:
+  """One stage of `config.num_steps` paper iterations, the critic and generator with Adam each."""
+  check_config(config)
+  gan = config.gan
+  adam = optax.adam(gan.learning_rate, b1=gan.beta1, b2=gan.beta2)
+  return (
+    Stage(
+      name="gan", steps=config.num_steps, step=train_step,
+      modules=("generator", "discriminator"),
+      optimizer={"generator": adam, "discriminator": adam},
+    ),
+  )  # fmt: skip
+
+
+def code_dims(config: ml_collections.ConfigDict) -> dict[str, int]:
+  """{code name: size}: the factors in order, then "noise" when `noise_dim` > 0."""
+  gan = config.gan
+  dims = dict(zip(gan.factors, (int(d) for d in gan.factor_dims), strict=True))
+  if gan.noise_dim:
+    dims["noise"] = int(gan.noise_dim)
+  return dims
+
+
+def _generator(config, constants: Constants) -> Generator:
+  return Generator(
+    num_vertices=constants.template.shape[0], hidden=config.gan.hidden,
+    output_init=_OUTPUT_INITIALISERS[config.gan.output_init],
+  )  # fmt: skip
+
+
+def _discriminator(config, constants: Constants) -> Discriminator:
+  counts = (codes.shape[0] for codes in constants.fixed_codes)  # one code per label
+  return Discriminator(num_classes=dict(zip(config.gan.classify, counts, strict=True)))
+
+
+# --------------------------------------------------------------------------- state
 
 
 def _displacement_scale(dataset: MeshDataset, count: int = 512) -> float:
@@ -197,14 +191,11 @@ def _displacement_scale(dataset: MeshDataset, count: int = 512) -> float:
   return float(np.sqrt(np.mean(displacements**2)))
 
 
-def create_state(config: ml_collections.ConfigDict, rng: jax.Array, example_batch) -> State:
-  del example_batch  # shapes and labels come from the training set
-  return init_state(config, rng, create_dataset(config, "train"))
-
-
-def init_state(config: ml_collections.ConfigDict, rng: jax.Array, dataset: MeshDataset) -> State:
-  """A fresh state for `dataset` (its template, UV map and training labels)."""
-  settings = settings_from_config(config, dataset)
+def create_state(config: ml_collections.ConfigDict, rng: jax.Array, dataset: MeshDataset) -> State:
+  """A fresh state for the training `dataset` (its template, UV map and labels)."""
+  classify = tuple(config.gan.classify)
+  num_classes = tuple(dataset.num_classes[f] for f in classify)
+  dims = code_dims(config)
   template = jnp.asarray(dataset.template, jnp.float32)  # (V, 3) mm
   lookup = geometry_image_lookup(
     np.asarray(dataset.triangles), np.asarray(dataset.uv), np.asarray(dataset.triangle_uv),
@@ -212,10 +203,8 @@ def init_state(config: ml_collections.ConfigDict, rng: jax.Array, dataset: MeshD
   )  # fmt: skip
   code_rng, g_rng, d_rng, state_rng = jax.random.split(rng, 4)
   fixed_codes = tuple(
-    jax.random.normal(jax.random.fold_in(code_rng, index), (count, settings.code_dims[factor]))
-    for index, (factor, count) in enumerate(
-      zip(settings.classify, settings.num_classes, strict=False)
-    )
+    jax.random.normal(jax.random.fold_in(code_rng, index), (count, dims[factor]))
+    for index, (factor, count) in enumerate(zip(classify, num_classes, strict=True))
   )
   constants = Constants(
     template=template,
@@ -227,33 +216,31 @@ def init_state(config: ml_collections.ConfigDict, rng: jax.Array, dataset: MeshD
     fixed_codes=fixed_codes,
     class_weights=tuple(
       jnp.asarray(losses.balanced_class_weights(dataset.labels[f], n))
-      for f, n in zip(settings.classify, settings.num_classes, strict=True)
+      for f, n in zip(classify, num_classes, strict=True)
     ),
   )
-  codes = jnp.zeros((1, sum(settings.code_dims.values())))
-  generator = settings.generator().init(g_rng, codes)["params"]
+  codes = jnp.zeros((1, sum(dims.values())))
+  generator = _generator(config, constants).init(g_rng, codes)["params"]
   images = jnp.zeros((1, *constants.template_image.shape))
-  discriminator = settings.discriminator().init(d_rng, images)["params"]
-  optimizer = settings.optimizer()
+  discriminator = _discriminator(config, constants).init(d_rng, images)["params"]
+  (stage,) = stages(config)
   return State(
     step=jnp.zeros((), jnp.int32),
     generator=generator,
     discriminator=discriminator,
-    generator_opt=optimizer.init(generator),
-    discriminator_opt=optimizer.init(discriminator),
+    opt_state=init_optimizer(stage, {"generator": generator, "discriminator": discriminator}),
     rng=state_rng,
     constants=constants,
-    settings=settings,
   )
 
 
-def generate(state: State, codes: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+def generate(state: State, codes: dict[str, jax.Array], config) -> tuple[jax.Array, jax.Array]:
   """Codes {name: (N, d)} -> (vertices (N, V, 3) mm, displacements (N, V, 3))."""
-  z = concatenate_codes(codes, state.settings.code_names)
+  z = concatenate_codes(codes, tuple(code_dims(config)))
   # The network speaks in units of the data's displacement spread (as the
   # critic does): mm-sized outputs would take Adam at lr 2e-4 thousands of
   # steps to reach from a zero-initialised layer.
-  standardised = state.settings.generator().apply({"params": state.generator}, z)
+  standardised = _generator(config, state.constants).apply({"params": state.generator}, z)
   displacements = state.constants.image_scale * standardised  # (N, V, 3) mm
   return state.constants.template + displacements, displacements
 
@@ -274,11 +261,15 @@ def discriminator_images(constants: Constants, vertices: jax.Array) -> jax.Array
   return image / constants.image_scale
 
 
-def _random_codes(rng, settings: Settings, count: int) -> dict[str, jax.Array]:
-  keys = jax.random.split(rng, len(settings.code_names))
+# --------------------------------------------------------------------------- the step
+
+
+def _random_codes(rng, config, count: int) -> dict[str, jax.Array]:
+  dims = code_dims(config)
+  keys = jax.random.split(rng, len(dims))
   return {
     name: jax.random.normal(key, (count, dim))
-    for key, (name, dim) in zip(keys, settings.code_dims.items(), strict=True)
+    for key, (name, dim) in zip(keys, dims.items(), strict=True)
   }
 
 
@@ -292,56 +283,63 @@ def _paired(rng, base: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
   return codes, order.reshape(count // 2, 2)
 
 
-def _generator_batch(rng, state: State, count: int):
+def labelled_slot(step: jax.Array, config) -> jax.Array:
+  """Index into `config.gan.classify` of the factor whose codes step `step` labels."""
+  return step % max(len(config.gan.classify), 1)
+
+
+def _generator_batch(rng, state: State, count: int, config):
   """Codes for a generator update and, per classified factor, labels and pairs.
 
-  Factor k = step % len(classify) takes labelled codes T^k[c] (labels c
-  uniform over classes, equivalent in expectation to the balanced weights);
-  every other factor's codes are shared by random pairs of samples.
+  The labelled factor (`labelled_slot`) takes labelled codes T^k[c] (labels
+  c uniform over classes, equivalent in expectation to the balanced
+  weights); every other factor's codes are shared by random pairs of samples.
+  Returns (codes, labels, pairs, the labelled slot).
   """
-  settings, constants = state.settings, state.constants
-  phase = state.step % max(len(settings.classify), 1)
-  codes = _random_codes(jax.random.fold_in(rng, 0), settings, count)  # noise stays independent
+  constants, classify = state.constants, tuple(config.gan.classify)
+  dims = code_dims(config)
+  slot_now = labelled_slot(state.step, config)
+  codes = _random_codes(jax.random.fold_in(rng, 0), config, count)  # noise stays independent
   labels, pairs = {}, {}
-  for index, factor in enumerate(settings.factors):
+  for index, factor in enumerate(config.gan.factors):
     factor_rng = jax.random.fold_in(rng, index + 1)
     pair_rng, base_rng, label_rng = jax.random.split(factor_rng, 3)
-    base = jax.random.normal(base_rng, (count // 2, settings.code_dims[factor]))
+    base = jax.random.normal(base_rng, (count // 2, dims[factor]))
     paired, pairs[factor] = _paired(pair_rng, base, count)
-    if factor not in settings.classify:
+    if factor not in classify:
       codes[factor] = paired
       continue
-    slot = settings.classify.index(factor)
-    label = jax.random.randint(label_rng, (count,), 0, settings.num_classes[slot])
-    labelled = constants.fixed_codes[slot][label]
-    is_labelled = phase == slot
-    codes[factor] = jnp.where(is_labelled, labelled, paired)
+    slot = classify.index(factor)
+    fixed = constants.fixed_codes[slot]  # (n_f, d_f)
+    label = jax.random.randint(label_rng, (count,), 0, fixed.shape[0])
+    is_labelled = slot_now == slot
+    codes[factor] = jnp.where(is_labelled, fixed[label], paired)
     labels[factor] = jnp.where(is_labelled, label, -1)
-  return codes, labels, pairs, phase
+  return codes, labels, pairs, slot_now
 
 
-def _critic_input(rng, state: State, vertices: jax.Array) -> jax.Array:
+def _critic_input(rng, state: State, vertices: jax.Array, config) -> jax.Array:
   images = discriminator_images(state.constants, vertices)
-  return images + state.settings.instance_noise * jax.random.normal(rng, images.shape)
+  return images + config.gan.instance_noise * jax.random.normal(rng, images.shape)
 
 
-def _discriminator_loss(params, state: State, real, real_labels, fake, rng):
+def _discriminator_loss(params, state: State, real, real_labels, fake, rng, config):
   """Eq. 6 for one critic step: WGAN-GP + lambda_C (class-weighted CE on labelled reals)."""
-  settings = state.settings
-  net = settings.discriminator()
+  gan = config.gan
+  net = _discriminator(config, state.constants)
   noise_rng, gp_rng = jax.random.split(rng)
   real_rng, fake_noise_rng = jax.random.split(noise_rng)
-  real_images = _critic_input(real_rng, state, real)
-  fake_images = _critic_input(fake_noise_rng, state, fake)
+  real_images = _critic_input(real_rng, state, real, config)
+  fake_images = _critic_input(fake_noise_rng, state, fake, config)
   real_scores, real_logits, _ = net.apply({"params": params}, real_images)
   fake_scores, _, _ = net.apply({"params": params}, fake_images)
-  gan = losses.wasserstein_critic_loss(real_scores, fake_scores)
-  penalty = losses.gradient_penalty(
+  wasserstein = adversarial.wasserstein_critic_loss(real_scores, fake_scores)
+  penalty = adversarial.gradient_penalty(
     lambda x: net.apply({"params": params}, x)[0], real_images, fake_images, gp_rng
   )
-  metrics = {"d_wasserstein": -gan, "d_gradient_penalty": penalty}
+  metrics = {"d_wasserstein": -wasserstein, "d_gradient_penalty": penalty}
   classification = 0.0
-  for slot, factor in enumerate(settings.classify):
+  for slot, factor in enumerate(gan.classify):
     term = losses.weighted_cross_entropy(
       real_logits[factor], real_labels[factor], state.constants.class_weights[slot]
     )
@@ -350,52 +348,55 @@ def _discriminator_loss(params, state: State, real, real_labels, fake, rng):
     metrics[f"d_accuracy_{factor}"] = losses.classification_accuracy(
       real_logits[factor], real_labels[factor]
     )
-  total = gan + settings.gradient_penalty * penalty + settings.lambda_class_d * classification
+  total = wasserstein + gan.gradient_penalty * penalty + gan.lambda_class_d * classification
   metrics["d_loss"] = total
   return total, metrics
 
 
-def train_step(state: State, batch):
+def train_step(state: State, batch, *, config, stage: Stage):
   """One iteration: `d_steps` critic updates (one real batch each), then a generator update."""
-  settings = state.settings
-  optimizer = settings.optimizer()
+  gan = config.gan
+  d_steps, classify = gan.d_steps, tuple(gan.classify)
   rng = jax.random.fold_in(state.rng, state.step)
-  per_step = batch["vertices"].shape[0] // settings.d_steps
-  real = batch["vertices"].reshape((settings.d_steps, per_step, *batch["vertices"].shape[1:]))
-  real_labels = {
-    f: batch[f"{f}_label"].reshape(settings.d_steps, per_step) for f in settings.classify
-  }
+  per_step = batch["vertices"].shape[0] // d_steps
+  real = batch["vertices"].reshape((d_steps, per_step, *batch["vertices"].shape[1:]))
+  real_labels = {f: batch[f"{f}_label"].reshape(d_steps, per_step) for f in classify}
 
   # A Python loop, not lax.scan: XLA:CPU ran the scanned critic steps ~8x slower.
   # The generator is fixed during the critic steps: draw all their fakes in one pass.
-  fake_codes = _random_codes(jax.random.fold_in(rng, 2000), settings, settings.d_steps * per_step)
-  fakes = jax.lax.stop_gradient(generate(state, fake_codes)[0])
-  fakes = fakes.reshape((settings.d_steps, per_step, *fakes.shape[1:]))
-  d_params, d_opt, d_metrics = state.discriminator, state.discriminator_opt, []
-  for index in range(settings.d_steps):
-    labels = {f: real_labels[f][index] for f in settings.classify}
+  fake_codes = _random_codes(jax.random.fold_in(rng, 2000), config, d_steps * per_step)
+  fakes = jax.lax.stop_gradient(generate(state, fake_codes, config)[0])
+  fakes = fakes.reshape((d_steps, per_step, *fakes.shape[1:]))
+  d_params, d_opt, d_metrics = state.discriminator, state.opt_state["discriminator"], []
+  d_optimizer = stage.optimizer["discriminator"]
+  for index in range(d_steps):
+    labels = {f: real_labels[f][index] for f in classify}
     grads, metrics = jax.grad(_discriminator_loss, has_aux=True)(
-      d_params, state, real[index], labels, fakes[index], jax.random.fold_in(rng, index)
+      d_params, state, real[index], labels, fakes[index], jax.random.fold_in(rng, index), config
     )
-    updates, d_opt = optimizer.update(grads, d_opt, d_params)
+    updates, d_opt = d_optimizer.update(grads, d_opt, d_params)
     d_params = optax.apply_updates(d_params, updates)
     d_metrics.append(metrics)
-  state = state.replace(discriminator=d_params, discriminator_opt=d_opt)
+  state = state.replace(discriminator=d_params)
 
   def generator_objective(params):
     current = state.replace(generator=params)
-    codes, labels, pairs, phase = _generator_batch(jax.random.fold_in(rng, 1000), current, per_step)
-    vertices, displacements = generate(current, codes)
-    images = _critic_input(jax.random.fold_in(rng, 1001), current, vertices)
-    scores, logits, features = settings.discriminator().apply({"params": d_params}, images)
-    gan = losses.wasserstein_generator_loss(scores)
+    codes, labels, pairs, slot_now = _generator_batch(
+      jax.random.fold_in(rng, 1000), current, per_step, config
+    )
+    vertices, displacements = generate(current, codes, config)
+    images = _critic_input(jax.random.fold_in(rng, 1001), current, vertices, config)
+    scores, logits, features = _discriminator(config, state.constants).apply(
+      {"params": d_params}, images
+    )
+    wasserstein = adversarial.wasserstein_generator_loss(scores)
     classification, feature = 0.0, 0.0
     metrics = {}
-    for slot, factor in enumerate(settings.classify):
+    for slot, factor in enumerate(classify):
       class_term = losses.weighted_cross_entropy(logits[factor], labels[factor])
       # The feature loss scores the factor only when its codes are the shared (unlabelled) ones.
       feature_term = jnp.where(
-        phase == slot, 0.0, losses.feature_loss(features[factor], pairs[factor])
+        slot_now == slot, 0.0, losses.feature_loss(features[factor], pairs[factor])
       )
       classification += class_term
       feature += feature_term
@@ -408,43 +409,48 @@ def train_step(state: State, batch):
       state.constants.laplacian, displacements / state.constants.image_scale
     )
     total = (
-      settings.lambda_gan * gan
-      + settings.lambda_class * classification
-      + settings.lambda_feat * feature
-      + settings.lambda_laplacian * laplacian
+      gan.lambda_gan * wasserstein
+      + gan.lambda_class * classification
+      + gan.lambda_feat * feature
+      + gan.lambda_laplacian * laplacian
     )
-    metrics.update(g_gan=gan, g_laplacian=laplacian, g_loss=total)
+    metrics.update(g_gan=wasserstein, g_laplacian=laplacian, g_loss=total)
     return total, metrics
 
   grads, g_metrics = jax.grad(generator_objective, has_aux=True)(state.generator)
-  updates, g_opt = optimizer.update(grads, state.generator_opt, state.generator)
+  updates, g_opt = stage.optimizer["generator"].update(
+    grads, state.opt_state["generator"], state.generator
+  )
   state = state.replace(
     step=state.step + 1,
     generator=optax.apply_updates(state.generator, updates),
-    generator_opt=g_opt,
+    opt_state={"generator": g_opt, "discriminator": d_opt},
   )
   metrics = {k: jnp.mean(jnp.stack([m[k] for m in d_metrics])) for k in d_metrics[0]}
   metrics.update(g_metrics)
   return state, metrics
 
 
-def shape_generator(state: State) -> ShapeGenerator:
+# --------------------------------------------------------------------------- evaluation
+
+
+def shape_generator(state: State, config) -> ShapeGenerator:
   """The trained generator as the metrics see it (codes ~ N(0, I) -> meshes in mm)."""
   state = jax.device_get(state)
   return ShapeGenerator(
-    code_dims=state.settings.code_dims,
-    decode=functools.partial(_decode, state),
+    code_dims=code_dims(config),
+    decode=functools.partial(_decode, state, config=frozen(config)),
     triangles=np.asarray(state.constants.triangles),
   )
 
 
-def _decode(state: State, codes):
-  return generate(state, codes)[0]
+def _decode(state: State, codes, *, config):
+  return generate(state, codes, config)[0]
 
 
 def evaluate(state: State, dataset: MeshDataset, config) -> dict[str, float]:
-  """Quick in-training metrics (the paper's full tables: `decoupled_gan.evaluate`)."""
-  generator = shape_generator(state)
+  """Quick in-training metrics (the paper's Tables 1 and 2: `decoupled_gan.paper_metrics`)."""
+  generator = shape_generator(state, config)
   rng = np.random.default_rng(config.seed)
   quick = config.gan.quick_eval
   diversity = generator_diversity(generator, num_pairs=quick.num_pairs, rng=rng)
@@ -455,12 +461,12 @@ def evaluate(state: State, dataset: MeshDataset, config) -> dict[str, float]:
   return metrics
 
 
-def summaries(state: State, batch) -> dict:
+def summaries(state: State, batch, config) -> dict:
   """Sample grids (random; rows sharing each factor's code) and two sample meshes."""
   del batch
-  generator = shape_generator(state)
+  generator = shape_generator(state, config)
   out = {}
-  for share in (None, *state.settings.factors):
+  for share in (None, *config.gan.factors):
     name = "random" if share is None else f"same_{share}"
     out[f"samples_{name}"] = sample_grid(generator, np.random.default_rng(0), share=share)
   vertices = generator.generate(generator.sample_codes(np.random.default_rng(1), 2))

@@ -5,7 +5,9 @@ r"""The paper's Table 1 and Table 2 metrics for a trained run or the linear base
         --config=configs/decoupled_gan.py:cpu --workdir=runs/gan_linear
 
 `--config` (with `--config.x=y` overrides, as for train/main.py) defaults to the
-config the run saved in its workdir; the linear baseline needs it.
+config the run saved in its workdir; the linear baseline needs it. The run's
+newest checkpoint that restores is scored unless `--step` is given; a
+missing run or file stops the command with one line and exit status 2.
 
 Writes <workdir>/paper_metrics.json (read by `report`), plus figures under
 <workdir>/paper_figures/: sample grids (random, same identity code, same
@@ -20,21 +22,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import pathlib
 import time
 
 import jax
-import ml_collections
 import numpy as np
 import PIL.Image
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
-from jaxface.data.builders import default_data_dir
+from jaxface import cli
+from jaxface.data.builders import cache_dir
+from jaxface.errors import ConfigError
 from jaxface.io.mesh import export_mesh
 from jaxface.methods.decoupled_gan.data import MeshDataset, create_dataset
 from jaxface.methods.decoupled_gan.figures import mesh_images, sample_grid, tile
 from jaxface.methods.decoupled_gan.linear import fit_linear_model
+from jaxface.methods.decoupled_gan.method import shape_generator
 from jaxface.metrics.decoupling import (
   Embedder,
   choose_threshold,
@@ -51,6 +56,9 @@ from jaxface.metrics.shape import (
   specificity_per_sample,
 )
 from jaxface.morphable import load as load_model
+from jaxface.training import load_run, read_config
+
+log = logging.getLogger(__name__)
 
 #: Blendshapes outside the training emotions, for "extreme expressions" (Table 2's test set).
 EXTREME_SHAPES = (
@@ -92,9 +100,12 @@ def sparse_test_set(model_spec: str, count: int, seed: int = 12) -> np.ndarray:
 
 
 def _embedder_dir(config, train: MeshDataset) -> pathlib.Path:
-  root = config.evaluation.embedder_dir or (
-    (config.data.data_dir or str(default_data_dir())) + "/decoupling_embedders"
-  )
+  if config.evaluation.embedder_dir:
+    root = pathlib.Path(config.evaluation.embedder_dir)
+  elif config.data.data_dir:  # beside the datasets the user chose to keep elsewhere
+    root = pathlib.Path(config.data.data_dir) / "decoupling_embedders"
+  else:
+    root = cache_dir() / "decoupling_embedders"
   ev = config.evaluation
   key = json.dumps(
     [train.name, len(train), config.data.to_dict(), ev.embedder_image_size, ev.embedder_steps,
@@ -119,7 +130,7 @@ def decoupling_evaluators(config, train: MeshDataset, validation: MeshDataset, p
       embedder = Embedder.load(path)
     else:
       if train_images is None:
-        logging.info("rendering the training meshes for the decoupling embedders")
+        log.info("rendering the training meshes for the decoupling embedders")
         vertices = train.vertices(progress=progress)
         train_images = mesh_images(vertices, triangles, ev.embedder_image_size, frame)
       started = time.perf_counter()
@@ -129,7 +140,7 @@ def decoupling_evaluators(config, train: MeshDataset, validation: MeshDataset, p
         rng=jax.random.PRNGKey(config.seed), progress=progress,
       )  # fmt: skip
       embedder.save(path)
-      logging.info("%s embedder: %.0f s", factor, time.perf_counter() - started)
+      log.info("%s embedder: %.0f s", factor, time.perf_counter() - started)
     if validation_images is None:
       validation_images = mesh_images(
         validation.vertices(), triangles, ev.embedder_image_size, frame
@@ -206,8 +217,6 @@ def write_figures(generator: ShapeGenerator, folder: pathlib.Path, samples, per_
 
 def run(config, workdir: pathlib.Path, baseline: str = "", step: int | None = None) -> dict:
   """Computes and writes <workdir>/paper_metrics.json; returns the metrics."""
-  from jaxface.training import restore
-
   workdir.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(config.seed)
   train = create_dataset(config, "train")
@@ -224,13 +233,12 @@ def run(config, workdir: pathlib.Path, baseline: str = "", step: int | None = No
     generator = linear.shape_generator(train.triangles)
     name, step = "linear baseline", 0
   elif baseline:
-    raise ValueError(f"unknown baseline {baseline!r}; known: 'linear'")
+    raise ConfigError(f"unknown baseline {baseline!r}; known: 'linear'")
   else:
-    from jaxface.methods.decoupled_gan.method import shape_generator
-
-    _, state, step, _, _ = restore(config, workdir, step)
-    generator = shape_generator(state)
+    trained = load_run(workdir, step, config=config, method="decoupled_gan")
+    generator = shape_generator(trained.state, trained.config)
     name = config.ablation if config.ablation != "none" else "full model"
+    step = trained.step
   evaluators = decoupling_evaluators(config, train, validation)
   started = time.perf_counter()
   metrics, samples, per_sample = model_metrics(generator, config, train, evaluators, rng)
@@ -250,18 +258,6 @@ def run(config, workdir: pathlib.Path, baseline: str = "", step: int | None = No
   return result
 
 
-def load_config(
-  config: ml_collections.ConfigDict | None, workdir: pathlib.Path
-) -> ml_collections.ConfigDict:
-  """`config` when given (from --config=file.py[:arg]), else the one the run saved in `workdir`."""
-  if config is not None:
-    return config
-  path = workdir / "config.json"
-  if not path.exists():
-    raise FileNotFoundError(f"{path} not found: pass --config=configs/decoupled_gan.py:VARIANT")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
-
-
 def main() -> None:
   """The command line. Flags are defined here, not at import, so that importing this module
   (tests, notebooks, train/main.py in one process) never clashes with another `--config`."""
@@ -276,10 +272,14 @@ def main() -> None:
   def run_from_flags(argv):
     del argv
     directory = pathlib.Path(workdir.value)
-    result = run(load_config(config.value, directory), directory, baseline.value, step.value)
+    given = cli.config_value(config)
+    if given is None and baseline.value:
+      raise ConfigError("the linear baseline has no run to read a config from: pass --config")
+    chosen = read_config(directory) if given is None else given
+    result = run(chosen, directory, baseline.value, step.value)
     print(json.dumps(result["metrics"], indent=2))
 
-  app.run(run_from_flags)
+  cli.run(run_from_flags)
 
 
 if __name__ == "__main__":

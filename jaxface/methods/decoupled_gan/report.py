@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
+
+from jaxface import cli
+from jaxface.errors import ConfigError, InputFileError, NotFoundError
 
 
 def load(workdir: str | pathlib.Path) -> dict:
   path = pathlib.Path(workdir) / "paper_metrics.json"
   if not path.exists():
-    raise FileNotFoundError(
+    raise NotFoundError(
       f"{path} not found: run `python -m jaxface.methods.decoupled_gan.paper_metrics "
       f"--workdir={workdir}` first"
     )
-  return json.loads(path.read_text())
+  try:
+    return json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise InputFileError(f"{path} is not readable JSON ({error})") from None
 
 
 def _number(value, digits: int = 2) -> str:
@@ -66,7 +71,7 @@ def table2(results: list[dict]) -> str:
 
 def report(workdirs: list[str]) -> str:
   if not workdirs:
-    raise ValueError("give at least one workdir")
+    raise ConfigError("give at least one workdir")
   results = [load(w) for w in workdirs]
   for workdir, result in zip(workdirs, results, strict=True):
     result.setdefault("name", pathlib.Path(workdir).name)
@@ -91,4 +96,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-  main(sys.argv[1:])
+  cli.run_plain(main)

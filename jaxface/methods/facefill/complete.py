@@ -3,8 +3,8 @@ r"""3DFaceFill on a real photo: find the face, align it as in training, complete
     python -m jaxface.methods.facefill.complete --image=PHOTO [--mask=MASK] --workdir=RUN \
         --output=DIR [--step=N] [--iterations=K] [--overwrite]
 
-RUN is a trained facefill run (its config.json and checkpoints/); the latest
-checkpoint is used unless --step is given. MASK (optional) is an image of the
+RUN is a trained facefill run (its config.json and checkpoints/); its newest
+checkpoint that restores is used unless --step is given. MASK (optional) is an image of the
 photo's height and width whose bright pixels are the ones to complete; without
 it the run's segmenter decides what occludes the face and that is completed
 (de-occlusion). DIR receives (refused if they exist, unless --overwrite):
@@ -18,6 +18,9 @@ it the run's segmenter decides what occludes the face and that is completed
   uv_albedo.png        the Sym-UNet's completed UV albedo
   novel_views.png      the completed face turned by -30, 0, +30 degrees, side by side
   result.json          detection and crop boxes, checkpoint step, iterations, timings (ms)
+
+A missing or unreadable photo, mask or run stops the command with one line on
+stderr and exit status 2; nothing is written then.
 
 Alignment. The networks only ever saw the synthetic dataset's framing: a
 face whose 68 landmarks' bounding box has a typical centre and size
@@ -78,16 +81,18 @@ from typing import NamedTuple
 
 import cv2
 import jax
-import ml_collections
 import numpy as np
 import PIL.Image
 import PIL.ImageOps
-from absl import app, flags
+from absl import flags
 from skimage.data import lbp_frontal_face_cascade_filename
 from skimage.feature import Cascade
 
-from jaxface.methods.facefill import method, render
-from jaxface.training.loop import restore
+from jaxface import cli
+from jaxface.errors import ConfigError, InputFileError, NotFoundError, OutputExistsError
+from jaxface.methods.facefill import pipeline
+from jaxface.methods.facefill.data import create_dataset
+from jaxface.training import Run, load_run
 
 #: Files written into --output (refused if present, unless --overwrite).
 OUTPUT_FILES = (
@@ -127,12 +132,21 @@ class Box:
 # --------------------------------------------------------------------------- reading
 
 
+def _open_image(path: pathlib.Path, what: str) -> PIL.Image.Image:
+  """The file as a Pillow image; one error naming it when it is missing or not an image."""
+  if not path.is_file():
+    raise NotFoundError(f"{what} {path} not found")
+  try:
+    image = PIL.Image.open(path)
+    image.load()
+  except (PIL.UnidentifiedImageError, OSError) as error:
+    raise InputFileError(f"{what} {path} is not an image Pillow can read ({error})") from None
+  return image
+
+
 def read_image(path: str | pathlib.Path) -> np.ndarray:
   """The photo as (H, W, 3) uint8 RGB, EXIF orientation applied."""
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"image {path} not found")
-  with PIL.Image.open(path) as image:
+  with _open_image(pathlib.Path(path), "image") as image:
     return np.asarray(PIL.ImageOps.exif_transpose(image).convert("RGB"))
 
 
@@ -162,9 +176,7 @@ def mask_from_array(values: np.ndarray, has_alpha: bool) -> np.ndarray:
 def read_mask(path: str | pathlib.Path, shape: tuple[int, int], image_name: str = "the photo"):
   """The mask file as (H, W) bool holes; ValueError naming it when it is not `shape` (H, W)."""
   path = pathlib.Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"mask {path} not found")
-  with PIL.Image.open(path) as image:
+  with _open_image(path, "mask") as image:
     image = PIL.ImageOps.exif_transpose(image)
     if image.mode in ("P", "PA"):  # palette indices are not brightness
       image = image.convert("RGBA")
@@ -173,7 +185,7 @@ def read_mask(path: str | pathlib.Path, shape: tuple[int, int], image_name: str 
     has_alpha = "A" in image.getbands()
     values = np.asarray(image)
   if values.shape[:2] != tuple(shape):
-    raise ValueError(
+    raise InputFileError(
       f"mask {path} is {values.shape[0]} x {values.shape[1]} (H x W) but {image_name} is "
       f"{shape[0]} x {shape[1]}: the mask must have the photo's size"
     )
@@ -200,7 +212,7 @@ def detect_face(photo: np.ndarray, name: str = "the image") -> tuple[int, int, i
     max_size=gray.shape, min_neighbor_number=4, intersection_score_threshold=0.5,
   )  # fmt: skip
   if not found:
-    raise ValueError(
+    raise InputFileError(
       f"no face found in {name}: the detector needs a roughly frontal face at least "
       f"{round(24 / shrink)} px wide"
     )
@@ -337,43 +349,13 @@ def paste(
   return result, replaced
 
 
-# --------------------------------------------------------------------------- networks
+# --------------------------------------------------------------------------- the run
 
 
-@jax.jit
-def _encoder_landmarks(state: method.State, images: jax.Array, hidden: jax.Array) -> jax.Array:
-  """The encoder's projected landmark vertices (B, L, 2) in pixels of (B, S, S, 3) images whose
-  `hidden` (B, S, S) pixels it does not see (as the completion's first pass)."""
-  factors = method._factorise(state, images, hidden)
-  return render.project_landmarks(state.arrays, factors, images.shape[1])
-
-
-def load_run(workdir: str | pathlib.Path, step: int | None = None):
-  """(config, state, step, eval dataset) of a facefill run's checkpoint (latest by default)."""
-  workdir = pathlib.Path(workdir)
-  if not workdir.is_dir():
-    raise FileNotFoundError(f"workdir {workdir} not found")
-  path = workdir / "config.json"
-  if not path.is_file():
-    raise FileNotFoundError(f"{path} not found: --workdir must be a training run's folder")
-  config = ml_collections.ConfigDict(json.loads(path.read_text()))
-  if config.get("method") != "facefill":
-    raise ValueError(f"{path} is a {config.get('method')!r} run, not a facefill one")
-  folder = workdir / "checkpoints"
-  steps = (
-    sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
-  )
-  if not steps:
-    raise FileNotFoundError(f"no checkpoint in {folder}")
-  if step is not None and int(step) not in steps:
-    raise FileNotFoundError(f"checkpoint {folder / str(step)} not found; the run has {steps}")
-  # One device: a single photo gains nothing from replicating the state over several.
-  config.num_devices = 1
-  # The checkpoint holds every module: the runs a stage started from need not exist any more.
-  for field in method.INIT_FIELDS:
-    config.facefill[field] = ""
-  _, state, step, dataset, _ = restore(config, workdir, step)
-  return config, state, int(step), dataset
+def load_facefill_run(workdir: str | pathlib.Path, step: int | None = None) -> Run:
+  """The facefill run's checkpoint (the newest that restores by default), on one device: a
+  single photo gains nothing from replicating the state over several."""
+  return load_run(workdir, step, method="facefill", num_devices=1)
 
 
 # --------------------------------------------------------------------------- the command
@@ -388,10 +370,10 @@ def _png(path: pathlib.Path, image) -> None:
 
 def _check_outputs(output: pathlib.Path, overwrite: bool) -> None:
   if output.exists() and not output.is_dir():
-    raise FileExistsError(f"--output {output} is a file, not a folder")
+    raise OutputExistsError(f"--output {output} is a file, not a folder")
   for name in OUTPUT_FILES:
     if (output / name).exists() and not overwrite:
-      raise FileExistsError(f"{output / name} exists: pass --overwrite to replace it")
+      raise OutputExistsError(f"{output / name} exists: pass --overwrite to replace it")
 
 
 def complete_photo(
@@ -416,16 +398,16 @@ def complete_photo(
 
   image, output = pathlib.Path(image), pathlib.Path(output)
   if iterations is not None and int(iterations) < 1:
-    raise ValueError(f"--iterations must be >= 1, got {iterations}")
+    raise ConfigError(f"--iterations must be >= 1, got {iterations}")
   _check_outputs(output, overwrite)
   photo = read_image(image)  # (H, W, 3) uint8
   holes = None if mask is None else read_mask(mask, photo.shape[:2], f"the photo {image}")
   now = lap("read", started)
-  config, state, step, dataset = load_run(workdir, step)
-  s = state.settings
-  size = s.image_size
-  iterations = s.iterations if iterations is None else int(iterations)
-  framing = dataset_framing(dataset)
+  run = load_facefill_run(workdir, step)
+  config, state = run.config, run.state
+  size = config.data.image_size
+  iterations = config.facefill.iterations if iterations is None else int(iterations)
+  framing = dataset_framing(create_dataset(config, "eval"))
   now = lap("restore", now)
 
   detection = detect_face(photo, f"image {image}")
@@ -437,7 +419,9 @@ def complete_photo(
     return crop_image(photo, box, size), hidden
 
   crop, hidden = crops(detected)
-  landmarks = np.asarray(_encoder_landmarks(state, crop[None], hidden[None]))[0]  # (L, 2)
+  landmarks = np.asarray(pipeline.encoder_landmarks_jit(state, crop[None], hidden[None], config))[
+    0
+  ]  # (L, 2)
   refined = refine_box(detected, landmarks, size, framing)
   box = detected if refined is None else refined
   if refined is not None:
@@ -445,9 +429,11 @@ def complete_photo(
   now = lap("refine", now)
 
   masks = None if holes is None else hidden[None].astype(np.float32)  # (1, S, S)
-  completion = jax.device_get(method._complete(state, crop[None], masks, iterations=iterations))
+  completion = jax.device_get(
+    pipeline.complete_jit(state, crop[None], masks, config=config, iterations=iterations)
+  )
   now = lap("complete", now)
-  views = np.asarray(method._novel_views(state, completion))[0]  # (V, S, S, 3)
+  views = np.asarray(pipeline.novel_views_jit(state, completion, config=config))[0]  # (V, S, S, 3)
   now = lap("novel_views", now)
 
   result_photo, replaced = paste(photo, completion.image[0], completion.holes[0], box, holes)
@@ -472,7 +458,7 @@ def complete_photo(
     "workdir": str(workdir),
     "variant": str(config.get("variant", "")),
     "ablation": str(config.get("ablation", "")),
-    "step": step,
+    "step": run.step,
     "iterations": iterations,
     "photo_size": list(photo.shape[:2]),
     "crop_size": size,
@@ -516,7 +502,7 @@ def main() -> None:
     "workdir", None, "The trained facefill run (config.json, checkpoints)."
   )
   output = flags.DEFINE_string("output", None, "Folder for the results.")
-  step = flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+  step = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest that restores).")
   iterations = flags.DEFINE_integer(
     "iterations", None, "Refinement passes (default: the run's config.facefill.iterations)."
   )
@@ -531,7 +517,7 @@ def main() -> None:
     )  # fmt: skip
     print(describe(result, output.value))
 
-  app.run(run_from_flags)
+  cli.run(run_from_flags)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ same fields) and turns each example into what the method's steps read:
 | `sh` | (27,) float32 | the ground-truth SH illumination (the encoder's convention) |
 
 The dataset's labels (0 background, 1 face, 2 occluder) are reordered to the
-segmenter's channel order once, here. Pose targets (`render.pose_targets`) and albedo are computed
+segmenter's channel order once, here. Pose targets (`targets.pose_targets`) and albedo are computed
 with the *full* model (all identity/expression modes): truncating the
 coefficients the encoder predicts must not move the targets.
 """
@@ -29,7 +29,8 @@ import ml_collections
 import numpy as np
 
 from jaxface.data.builders import load_synthetic
-from jaxface.methods.facefill import render
+from jaxface.errors import ConfigError
+from jaxface.methods.facefill import render, targets
 from jaxface.methods.facefill.model import SEGMENT_CLASSES
 from jaxface.morphable import load as load_model
 from jaxface.morphable.model import MorphableModel
@@ -81,12 +82,12 @@ class FaceFillDataset:
     num_identity = model.num_identity if num_identity < 0 else num_identity
     num_expression = model.num_expression if num_expression < 0 else num_expression
     if not 1 <= num_identity <= model.num_identity:
-      raise ValueError(
+      raise ConfigError(
         f"config.facefill.num_identity={num_identity} must be in [1, {model.num_identity}] "
         f"(the modes of model {model.name!r})"
       )
     if not 0 <= num_expression <= model.num_expression:
-      raise ValueError(
+      raise ConfigError(
         f"config.facefill.num_expression={num_expression} must be in [0, "
         f"{model.num_expression}] (the modes of model {model.name!r})"
       )
@@ -108,9 +109,9 @@ class FaceFillDataset:
       "pose": pose, "translation": translation, "focal": focal, "identity": identity,
       "expression": expression,
     }  # fmt: skip
-    targets = render.pose_targets(self._arrays, example, self.image_size)
-    albedo = render.ground_truth_albedo(self.model, albedo_coefficients, self.uv_size)
-    return targets.scale, targets.translation, targets.rotation, albedo
+    camera = targets.pose_targets(self._arrays, example, self.image_size)
+    albedo = targets.ground_truth_albedo(self.model, albedo_coefficients, self.uv_size)
+    return camera.scale, camera.translation, camera.rotation, albedo
 
   def _convert(self, examples: list[dict]) -> list[dict[str, np.ndarray]]:
     stack = lambda key: np.stack([np.asarray(e[key], np.float32) for e in examples])
@@ -178,7 +179,7 @@ def create_dataset(config: ml_collections.ConfigDict, split: str) -> FaceFillDat
     raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
   data, facefill = config.data, config.facefill
   if int(data.image_size) % 32:
-    raise ValueError(
+    raise ConfigError(
       f"config.data.image_size={data.image_size} must be a multiple of 32 (the encoder, "
       "segmenter and discriminator downsample 32x)"
     )

@@ -6,8 +6,9 @@ Three groups, one per trained module:
   regularisers (bilateral symmetry, chromaticity-weighted local constancy);
 - albedo inpainter (sec. 4.3, main eq. 2, and the public code): the
   uncertainty-weighted L1 `(l * exp(-c) + c) / 2` in UV, the symmetry L1 that
-  ignores differences <= 0.005, the L1 of the blended image, hinge GAN losses
-  over a multi-scale discriminator and a WGAN-GP gradient penalty;
+  ignores differences <= 0.005 and the L1 of the blended image (its hinge GAN
+  losses and WGAN-GP penalty are shared with the decoupled GAN:
+  `jaxface.nets.adversarial`);
 - face segmenter (sec. 4.3): the focal loss.
 
 Every function returns a scalar to minimise and is jit/vmap/grad-safe (shape
@@ -17,16 +18,16 @@ over the whole batch, sum(loss * mask) / sum(mask), as the public code does, so
 a sample with an empty mask adds nothing and never divides by zero.
 
 Loss weights (the paper's lambdas, "equal weightage") belong to the method's
-config, not to these functions; `GRADIENT_PENALTY_WEIGHT` is exported
-because the paper's code fixes it.
+config, not to these functions (the public code's gradient-penalty weight 10
+is `config.facefill.gradient_penalty`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 import jax
 import jax.numpy as jnp
+
+from jaxface.nets.layers import check_image
 
 # Tran & Liu's nonlinear-3DMM constancy loss, which the supplement's L_const
 # restates without numbers: exp(-15 * chromaticity distance), ||.||_2^0.8.
@@ -34,20 +35,11 @@ ALBEDO_CONSTANCY_ALPHA = 15.0
 ALBEDO_CONSTANCY_P = 0.8
 # Public 3DFaceFill code: |A - hflip(A)| <= 0.005 is treated as already symmetric.
 SYMMETRY_THRESHOLD = 0.005
-# Public 3DFaceFill code: discriminator loss + 10 * gradient penalty.
-GRADIENT_PENALTY_WEIGHT = 10.0
 
 _EPS = 1e-8
 
-Logits = jax.Array | Sequence[jax.Array]
-
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _check_image(x: jax.Array, name: str) -> None:
-  if x.ndim < 3:
-    raise ValueError(f"{name} must have shape (..., H, W, C), got {x.shape}")
 
 
 def _check_same(a: jax.Array, b: jax.Array, name_a: str, name_b: str) -> None:
@@ -73,14 +65,6 @@ def _masked_mean(values: jax.Array, mask: jax.Array | None) -> jax.Array:
 
 def _hflip(x: jax.Array, spatial_axis: int) -> jax.Array:
   return jnp.flip(x, axis=spatial_axis)
-
-
-def _as_list(logits: Logits, name: str) -> list[jax.Array]:
-  # Anything with a shape is one scale; iterating an array would split its batch.
-  out = [logits] if hasattr(logits, "shape") else list(logits)
-  if not out:
-    raise ValueError(f"{name} must hold at least one scale of logits, got an empty sequence")
-  return [jnp.asarray(x) for x in out]
 
 
 # --------------------------------------------------------------------------- 3DMM module
@@ -182,7 +166,7 @@ def texture_loss(
     kind: "l1" (|d|) or "l2" (d^2).
   """
   prediction, target, mask = jnp.asarray(prediction), jnp.asarray(target), jnp.asarray(mask)
-  _check_image(prediction, "prediction")
+  check_image(prediction, "prediction", batched=False)
   _check_same(prediction, target, "prediction", "target")
   _check_mask(mask, prediction, "mask")
   if kind == "l1":
@@ -232,7 +216,7 @@ def masked_l1(prediction: jax.Array, target: jax.Array, mask: jax.Array | None =
     mask: (..., H, W) 1 on the pixels that count.
   """
   prediction, target = jnp.asarray(prediction), jnp.asarray(target)
-  _check_image(prediction, "prediction")
+  check_image(prediction, "prediction", batched=False)
   _check_same(prediction, target, "prediction", "target")
   if mask is not None:
     mask = jnp.asarray(mask)
@@ -253,7 +237,7 @@ def albedo_symmetry_loss(albedo: jax.Array, mask: jax.Array | None = None) -> ja
     mask: (..., Hu, Wu) 1 on texels inside the UV chart; None: all texels.
   """
   albedo = jnp.asarray(albedo)
-  _check_image(albedo, "albedo")
+  check_image(albedo, "albedo", batched=False)
   weight = None
   if mask is not None:
     mask = jnp.asarray(mask)
@@ -299,8 +283,8 @@ def albedo_constancy_loss(
     mask: (..., Hu, Wu) 1 on valid texels (chart and visible); None: all.
   """
   albedo, texture = jnp.asarray(albedo), jnp.asarray(texture)
-  _check_image(albedo, "albedo")
-  _check_image(texture, "texture")
+  check_image(albedo, "albedo", batched=False)
+  check_image(texture, "texture", batched=False)
   if texture.shape[-1] != 3:
     raise ValueError(f"texture must have shape (..., Hu, Wu, 3), got {texture.shape}")
   if texture.shape[:-1] != albedo.shape[:-1]:
@@ -371,7 +355,7 @@ def uncertainty_l1(
   """
   prediction, target = jnp.asarray(prediction), jnp.asarray(target)
   log_uncertainty = jnp.asarray(log_uncertainty)
-  _check_image(prediction, "prediction")
+  check_image(prediction, "prediction", batched=False)
   _check_same(prediction, target, "prediction", "target")
   _check_mask(log_uncertainty, prediction, "log_uncertainty")
   if mask is not None:
@@ -407,7 +391,7 @@ def inpainting_symmetry_loss(
     threshold: differences at or below this are ignored.
   """
   albedo, visible = jnp.asarray(albedo), jnp.asarray(visible, jnp.asarray(albedo).dtype)
-  _check_image(albedo, "albedo")
+  check_image(albedo, "albedo", batched=False)
   _check_mask(visible, albedo, "visible")
   mirror = jax.lax.stop_gradient(_hflip(albedo, -2))
   difference = jnp.abs(albedo - mirror)  # (..., Hu, Wu, C)
@@ -446,96 +430,6 @@ def blended_image_loss(
   if log_uncertainty is None:
     return masked_l1(blended, image, mask)
   return uncertainty_l1(blended, image, log_uncertainty, mask)
-
-
-# --------------------------------------------------------------------------- adversarial
-
-
-def hinge_discriminator_loss(real_logits: Logits, fake_logits: Logits) -> jax.Array:
-  """Hinge loss of a multi-scale discriminator, averaged over scales.
-
-  Per scale k: E[relu(1 - D_k(real))] + E[relu(1 + D_k(fake))] (Lim & Ye;
-  the public code's PyramidGAN with 4 scales).
-
-  Args:
-    real_logits, fake_logits: one array or a sequence of arrays, one per
-      scale, any shapes (e.g. (B, h_k, w_k, 1) patch logits); scale k of both
-      must match.
-  """
-  real_logits = _as_list(real_logits, "real_logits")
-  fake_logits = _as_list(fake_logits, "fake_logits")
-  if len(real_logits) != len(fake_logits):
-    raise ValueError(
-      f"real_logits has {len(real_logits)} scales but fake_logits has {len(fake_logits)}"
-    )
-  total = 0.0
-  for k, (real, fake) in enumerate(zip(real_logits, fake_logits, strict=True)):
-    if real.shape != fake.shape:
-      raise ValueError(f"scale {k}: real logits {real.shape} and fake {fake.shape} differ")
-    total = total + jnp.mean(jax.nn.relu(1.0 - real)) + jnp.mean(jax.nn.relu(1.0 + fake))
-  return total / len(real_logits)
-
-
-def hinge_generator_loss(fake_logits: Logits) -> jax.Array:
-  """Generator side of the hinge GAN: -E[D_k(fake)], averaged over scales."""
-  fake_logits = _as_list(fake_logits, "fake_logits")
-  return sum(-jnp.mean(fake) for fake in fake_logits) / len(fake_logits)
-
-
-def gradient_penalty(
-  discriminator: Callable[[jax.Array], Logits],
-  real: jax.Array,
-  fake: jax.Array,
-  rng: jax.Array,
-  *,
-  per_pixel: bool = False,
-  mask: jax.Array | None = None,
-) -> jax.Array:
-  """WGAN-GP penalty E[(||∇_x̂ Σ_k Σ D_k(x̂)||_2 - 1)^2] at x̂ = ε real + (1 - ε) fake.
-
-  Why WGAN-GP and not R1: the public code's "gradient penalty 10" draws
-  ε ~ U(0, 1) per sample, interpolates between real and generated images and
-  penalises the gradient norm's distance from 1, which is Gulrajani et al.'s
-  penalty (R1 would penalise ||∇D||^2 on real images only); 10 is also their
-  λ (`GRADIENT_PENALTY_WEIGHT`, applied by the caller). The gradient is of
-  the sum of every scale's logits, as the public code sums per-scale
-  gradients; the real and fake inputs are constants (only the
-  discriminator's parameters, closed over by `discriminator`, get gradients).
-
-  Args:
-    discriminator: images (B, H, W, C) -> logits, one array or a sequence
-      (one per scale); must treat samples independently (no batch norm),
-      so that the gradient of the batch sum is per sample.
-    real, fake: (B, H, W, C) images.
-    rng: PRNG key for ε (B,).
-    per_pixel: False (standard): one norm per sample over all its pixels
-      and channels. True (the public code's `gradients.norm(dim=1)`): one
-      norm per pixel over channels, then the mean over pixels.
-    mask: (B, H, W) optional pixel weights, only with per_pixel=True (the
-      public code passes the blend mask).
-  """
-  real, fake = jnp.asarray(real), jnp.asarray(fake)
-  _check_image(real, "real")
-  _check_same(real, fake, "real", "fake")
-  if mask is not None and not per_pixel:
-    raise ValueError("mask needs per_pixel=True: a per-sample norm has no pixels to weight")
-  if mask is not None:
-    mask = jnp.asarray(mask)
-    _check_mask(mask, real, "mask")
-  real, fake = jax.lax.stop_gradient(real), jax.lax.stop_gradient(fake)
-  batch = real.shape[0]
-  epsilon = jax.random.uniform(rng, (batch,) + (1,) * (real.ndim - 1), real.dtype)
-  mixed = epsilon * real + (1.0 - epsilon) * fake  # (B, H, W, C)
-
-  def total(x):
-    return sum(jnp.sum(logits) for logits in _as_list(discriminator(x), "discriminator(x)"))
-
-  gradients = jax.grad(total)(mixed)  # (B, H, W, C)
-  if per_pixel:
-    norms = jnp.sqrt(jnp.sum(gradients**2, axis=-1) + 1e-12)  # (B, H, W)
-    return _masked_mean((norms - 1.0) ** 2, mask)
-  norms = jnp.sqrt(jnp.sum(gradients.reshape(batch, -1) ** 2, axis=-1) + 1e-12)  # (B,)
-  return jnp.mean((norms - 1.0) ** 2)
 
 
 # --------------------------------------------------------------------------- segmentation

@@ -63,6 +63,7 @@ from jaxface.nets.layers import (
   GatedUpBlock,
   SpectralConv,
   UNet,
+  check_image,
   upsample_nearest,
 )
 from jaxface.nets.resnet import scaled_width
@@ -106,12 +107,6 @@ SEGMENTER_DOWN, SEGMENTER_UP = (32, 64, 128, 256, 256, 256), (256, 128, 64, 32, 
 SEGMENT_CLASSES = ("face", "occlusion", "background")
 #: Symmetry modes of `SymUNet`.
 SYMMETRY_MODES = ("exact", "branch", "none")
-
-
-def _check_image(x: jax.Array, name: str, channels: int | None = None) -> None:
-  if x.ndim != 4 or (channels is not None and x.shape[-1] != channels):
-    want = "C" if channels is None else channels
-    raise ValueError(f"{name} must have shape (B, H, W, {want}), got {x.shape}")
 
 
 def hflip(x: jax.Array) -> jax.Array:
@@ -168,7 +163,7 @@ class Encoder(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, *, update_stats: bool) -> Factors:
-    _check_image(images, "images")
+    check_image(images, "images")
     if self.translation_dims not in (2, 3):
       raise ValueError(f"translation_dims must be 2 or 3, got {self.translation_dims}")
     if (
@@ -346,7 +341,7 @@ class SymUNet(nn.Module):
   ) -> tuple[jax.Array, jax.Array]:
     """(B, H, W, 3) albedo, (B, H, W[, 1]) mask (1 = visible) -> albedo (B, H, W, 3) in [0, 1],
     log-variance (B, H, W, 1). Albedo outside the mask is ignored."""
-    _check_image(albedo, "albedo", 3)
+    check_image(albedo, "albedo", channels=3)
     if mask.ndim == 3:
       mask = mask[..., None]
     if mask.shape != (*albedo.shape[:3], 1):
@@ -386,7 +381,7 @@ class PyramidDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, *, update_stats: bool) -> list[jax.Array]:
-    _check_image(images, "images")
+    check_image(images, "images")
     factor = 2 ** len(DISCRIMINATOR_WIDTHS)
     if images.shape[1] < factor or images.shape[2] < factor:
       raise ValueError(f"images must be at least {factor} x {factor}, got {images.shape}")
@@ -424,7 +419,7 @@ class Segmenter(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array, *, update_stats: bool) -> jax.Array:
-    _check_image(images, "images")
+    check_image(images, "images")
     if self.num_classes < 1:
       raise ValueError(f"num_classes must be positive, got {self.num_classes}")
     net = UNet(

@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import json
 import pathlib
-import sys
+
+from jaxface import cli
+from jaxface.errors import ConfigError, InputFileError, NotFoundError
+from jaxface.training.runs import CONFIG_FILE, read_config
 
 #: Classical baselines, in table order, with their display names.
 BASELINES = {"telea": "Telea (OpenCV)", "navier_stokes": "Navier-Stokes (OpenCV)",
@@ -31,11 +34,14 @@ def latest_evaluation(workdir: str | pathlib.Path) -> dict[str, float]:
   """The last metrics.jsonl record holding `eval/psnr/all`, without the "eval/" prefix."""
   path = pathlib.Path(workdir) / "metrics.jsonl"
   if not path.exists():
-    raise FileNotFoundError(f"{path} not found: is {workdir} a training run's folder?")
-  records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    raise NotFoundError(f"{path} not found: is {workdir} a training run's folder?")
+  try:
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise InputFileError(f"{path} is not a metrics log ({error})") from None
   evaluations = [r for r in records if "eval/psnr/all" in r]
   if not evaluations:
-    raise ValueError(
+    raise InputFileError(
       f"{path} holds no completion evaluation (eval/psnr/all): evaluate the run with "
       f"`python train/main.py --config=... --workdir={workdir} --mode=evaluate`"
     )
@@ -43,11 +49,11 @@ def latest_evaluation(workdir: str | pathlib.Path) -> dict[str, float]:
 
 
 def run_label(workdir: pathlib.Path) -> str:
-  config = workdir / "config.json"
-  if config.exists():
-    ablation = json.loads(config.read_text()).get("ablation", "none")
-    return "3DFaceFill" if ablation == "none" else f"3DFaceFill {ablation}"
-  return workdir.name
+  """ "3DFaceFill [ablation]" from the run's saved config, else the folder's name."""
+  if not (workdir / CONFIG_FILE).exists():
+    return workdir.name
+  ablation = read_config(workdir).get("ablation", "none")
+  return "3DFaceFill" if ablation == "none" else f"3DFaceFill {ablation}"
 
 
 def _buckets(evaluation: dict[str, float]) -> list[str]:
@@ -57,7 +63,7 @@ def _buckets(evaluation: dict[str, float]) -> list[str]:
 def report(arguments: list[str]) -> str:
   """Markdown tables for workdirs given as PATH or LABEL=PATH."""
   if not arguments:
-    raise ValueError("give at least one workdir")
+    raise ConfigError("give at least one workdir")
   rows: list[tuple[str, dict[str, float]]] = []
   for argument in arguments:
     label, _, path = argument.rpartition("=")
@@ -68,7 +74,9 @@ def report(arguments: list[str]) -> str:
     if _buckets(evaluation) != buckets or any(
       evaluation[f"count/{b}"] != rows[0][1][f"count/{b}"] for b in buckets
     ):
-      raise ValueError(f"{label} was evaluated on other buckets or image counts than {rows[0][0]}")
+      raise InputFileError(
+        f"{label} was evaluated on other buckets or image counts than {rows[0][0]}"
+      )
   shared = rows[0][1]
   baselines = [(name, title) for name, title in BASELINES.items() if f"{name}_psnr/all" in shared]
   counts = ", ".join(f"{b}: {int(shared[f'count/{b}'])}" for b in buckets)
@@ -89,8 +97,7 @@ def report(arguments: list[str]) -> str:
   return "\n".join(out).rstrip() + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
-  arguments = sys.argv[1:] if argv is None else argv
+def main(arguments: list[str]) -> None:
   if not arguments or arguments[0] in ("-h", "--help"):
     print(__doc__)
     return
@@ -98,4 +105,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  cli.run_plain(main)

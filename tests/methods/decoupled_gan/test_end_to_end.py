@@ -9,15 +9,14 @@ import pytest
 
 from jaxface.methods.decoupled_gan import paper_metrics, report
 from tests.golden import GOLDEN_STEPS, check_golden
-from tests.helpers import run_python
+from tests.helpers import run_python, run_training
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, gan_data_dir):
   workdir = tmp_path_factory.mktemp("gan_smoke")
-  run_python(
-    "train/main.py", "--config=configs/decoupled_gan.py:smoke",
-    f"--workdir={workdir}", f"--config.data.data_dir={gan_data_dir}",
+  run_training(
+    "configs/decoupled_gan.py:smoke", workdir, gan_data_dir,
     f"--config.evaluation.embedder_dir={gan_data_dir / 'embedders'}",
     f"--config.num_steps={GOLDEN_STEPS}", "--config.log_every=1",
   )  # fmt: skip

@@ -2,27 +2,35 @@
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from configs import decoupled_gan as gan_config
+from jaxface.errors import ConfigError
 from jaxface.methods.decoupled_gan import method
 from jaxface.training.pipeline import InputPipeline
+from tests.helpers import smoke_setup
 
 
 @pytest.fixture(scope="module")
 def smoke(make_config):
-  config = make_config()
-  dataset = method.create_dataset(config, "train")
-  pipeline = InputPipeline(dataset, config.batch_size, 0, None, 0)
-  return config, dataset, pipeline
+  return smoke_setup(method, make_config())
 
 
 def _state(config, pipeline, seed=0):
-  return method.create_state(config, jax.random.PRNGKey(seed), pipeline.batch(0))
+  return method.create_state(config, jax.random.PRNGKey(seed), pipeline.dataset)
+
+
+def _step(config):
+  """The method's one stage step, bound and jitted as the trainer does."""
+  (stage,) = method.stages(config)
+  return jax.jit(functools.partial(stage.step, config=config, stage=stage))
 
 
 def _brute_force_geometry_image(vertices, triangles, uv, triangle_uv, size):
@@ -65,55 +73,50 @@ def test_discriminator_sees_exactly_the_geometry_images_of_real_meshes(smoke):
   displacements = np.stack([dataset[i]["vertices"] for i in range(len(dataset))]) - dataset.template
   np.testing.assert_allclose(scale, np.sqrt(np.mean(displacements**2)), rtol=0.1)
   # Without instance noise the critic's input is exactly that image.
-  quiet = state.replace(settings=_replace(state.settings, instance_noise=0.0))
-  critic_input = method._critic_input(jax.random.PRNGKey(0), quiet, jnp.asarray(real))
+  quiet = ml_collections.ConfigDict(config.to_dict())
+  quiet.gan.instance_noise = 0.0
+  critic_input = method._critic_input(jax.random.PRNGKey(0), state, jnp.asarray(real), quiet)
   np.testing.assert_array_equal(np.asarray(critic_input), images)
 
 
-def _replace(settings, **changes):
-  import dataclasses
-
-  return dataclasses.replace(settings, **changes)
-
-
-def _expected_generator_loss(metrics, settings):
-  classes = sum(metrics[f"g_class_{f}"] for f in settings.classify)
-  features = sum(metrics[f"g_feature_{f}"] for f in settings.classify)
+def _expected_generator_loss(metrics, gan):
+  classes = sum(metrics[f"g_class_{f}"] for f in gan.classify)
+  features = sum(metrics[f"g_feature_{f}"] for f in gan.classify)
   return (
-    settings.lambda_gan * metrics["g_gan"]
-    + settings.lambda_class * classes
-    + settings.lambda_feat * features
-    + settings.lambda_laplacian * metrics["g_laplacian"]
+    gan.lambda_gan * metrics["g_gan"]
+    + gan.lambda_class * classes
+    + gan.lambda_feat * features
+    + gan.lambda_laplacian * metrics["g_laplacian"]
   )
 
 
 @pytest.mark.parametrize("ablation", ["none", "no_mesh_reg", "id_class_only", "no_feat_loss"])
 def test_each_loss_term_is_finite_and_switched_by_its_variant(smoke, make_config, ablation):
-  config = make_config(f"smoke,ablation={ablation}")
+  config = ml_collections.FrozenConfigDict(make_config(f"smoke,ablation={ablation}"))
   _, _, pipeline = smoke
   state = _state(config, pipeline)
-  step = jax.jit(method.train_step)
+  step = _step(config)
   seen = {}
-  for index in range(2):  # both phases of the identity/expression alternation
+  for index in range(2):  # both labelled factors of the identity/expression alternation
     state, metrics = step(state, pipeline.batch(index))
     metrics = {k: float(v) for k, v in metrics.items()}
     assert all(np.isfinite(v) for v in metrics.values()), metrics
     np.testing.assert_allclose(
-      metrics["g_loss"], _expected_generator_loss(metrics, state.settings), rtol=1e-4
+      metrics["g_loss"], _expected_generator_loss(metrics, config.gan), rtol=1e-4
     )
     seen.update({k: seen.get(k, 0.0) + abs(v) for k, v in metrics.items()})
-  settings = state.settings
-  assert settings.lambda_laplacian == (0.0 if ablation == "no_mesh_reg" else 100.0)
-  assert settings.lambda_feat == (0.0 if ablation == "no_feat_loss" else 0.5)
+  gan = config.gan
+  assert gan.lambda_laplacian == (0.0 if ablation == "no_mesh_reg" else 100.0)
+  assert gan.lambda_feat == (0.0 if ablation == "no_feat_loss" else 0.5)
   if ablation == "id_class_only":
-    assert settings.classify == ("identity",)
+    assert gan.classify == ("identity",)
     assert not any("expression" in key for key in seen)
     assert not any(name.startswith("expression") for name in state.discriminator)
   else:
-    assert settings.classify == ("identity", "expression")
+    assert gan.classify == ("identity", "expression")
     assert {"expression_0", "expression_out"} <= set(state.discriminator)
-    # Over the two phases every classification and feature term was active once.
-    for factor in settings.classify:
+    # Over the two steps every classification and feature term was active once.
+    for factor in gan.classify:
       assert seen[f"g_class_{factor}"] > 0 and seen[f"g_feature_{factor}"] > 0
       assert seen[f"d_class_{factor}"] > 0
   assert seen["g_laplacian"] > 0 and seen["d_gradient_penalty"] > 0
@@ -124,9 +127,9 @@ def test_generator_batch_alternates_labelled_and_paired_codes(smoke):
   state = _state(config, pipeline)
   for step, labelled in [(0, "identity"), (1, "expression")]:
     current = state.replace(step=jnp.asarray(step))
-    codes, labels, pairs, _ = method._generator_batch(jax.random.PRNGKey(3), current, 8)
+    codes, labels, pairs, slot = method._generator_batch(jax.random.PRNGKey(3), current, 8, config)
     other = "expression" if labelled == "identity" else "identity"
-    slot = state.settings.classify.index(labelled)
+    assert int(slot) == config.gan.classify.index(labelled)
     fixed = np.asarray(state.constants.fixed_codes[slot])
     np.testing.assert_array_equal(np.asarray(codes[labelled]), fixed[np.asarray(labels[labelled])])
     assert (np.asarray(labels[other]) == -1).all()
@@ -146,57 +149,71 @@ def test_laplacian_energy_falls_when_lambda4_is_on(smoke, make_config):
     config = make_config(
       f"smoke,ablation={ablation}", **{"gan.learning_rate": 2e-3, "gan.output_init": "lecun_normal"}
     )
+    config = ml_collections.FrozenConfigDict(config)
     state = _state(config, pipeline)
-    step = jax.jit(method.train_step)
+    step = _step(config)
     trace = []
     for index in range(16):
       state, metrics = step(state, pipeline.batch(index))
       trace.append(float(metrics["g_laplacian"]))
     energies[ablation] = trace
-  # Means over both phases of the identity/expression alternation.
+  # Means over both labelled factors of the identity/expression alternation.
   start, end = np.mean(energies["none"][:2]), np.mean(energies["none"][-4:])
   assert end < 0.65 * start, energies
   assert end < 0.5 * np.mean(energies["no_mesh_reg"][-4:]), energies
 
 
-def test_train_step_traces_once_across_phases(smoke):
+def test_train_step_traces_once_across_labelled_factors(smoke):
   config, _, pipeline = smoke
   state = _state(config, pipeline)
+  (stage,) = method.stages(config)
 
   @jax.jit
   @chex.assert_max_traces(n=1)
   def step(state, batch):
-    return method.train_step(state, batch)
+    return method.train_step(state, batch, config=config, stage=stage)
 
   for index in range(3):
     state, _ = step(state, pipeline.batch(index))
   assert int(state.step) == 3
 
 
-def test_config_errors_name_the_field(make_config):
-  config = make_config(**{"gan.classify": ("identity", "mood")})
-  with pytest.raises(ValueError, match="mood"):
-    method.settings_from_config(config, method.create_dataset(config, "train"))
-  with pytest.raises(ValueError, match="unknown variant"):
+@pytest.mark.parametrize(
+  ("field", "value", "match"),
+  [
+    ("gan.classify", ("identity", "mood"), r"config\.gan\.classify names \['mood'\]"),
+    ("gan.factor_dims", (65,), r"config\.gan\.factor_dims"),
+    ("gan.output_init", "ones", r"config\.gan\.output_init"),
+    ("gan.d_steps", 5, r"config\.batch_size=24 must be a multiple of config\.gan\.d_steps=5"),
+    ("batch_size", 15, "must be even"),
+  ],
+)
+def test_config_errors_name_the_field(make_config, field, value, match):
+  with pytest.raises(ConfigError, match=match):
+    method.stages(make_config(**{field: value}))
+
+
+def test_config_variants_are_checked():
+  with pytest.raises(ConfigError, match="unknown variant"):
     gan_config.get_config("huge")
-  with pytest.raises(ValueError, match="unknown ablation"):
+  with pytest.raises(ConfigError, match="unknown ablation"):
     gan_config.get_config("smoke,ablation=no_gan")
 
 
 def test_factors_are_data_the_viseme_model_is_a_config(make_config):
-  config = make_config("smoke,visemes=true")
+  config = ml_collections.FrozenConfigDict(make_config("smoke,visemes=true"))
   assert tuple(config.gan.factors) == ("identity", "expression", "viseme")
   dataset = method.create_dataset(config, "train")
   assert dataset.num_classes["viseme"] == 8 and (dataset.labels["viseme"] >= 0).mean() > 0.5
   pipeline = InputPipeline(dataset, config.batch_size, 0, None, 0)
-  state = method.init_state(config, jax.random.PRNGKey(0), dataset)
-  assert state.settings.code_dims == {"identity": 50, "expression": 50, "viseme": 50, "noise": 5}
+  state = method.create_state(config, jax.random.PRNGKey(0), dataset)
+  assert method.code_dims(config) == {"identity": 50, "expression": 50, "viseme": 50, "noise": 5}
   assert {"viseme_0", "viseme_out"} <= set(state.discriminator)
-  step = jax.jit(method.train_step)
+  step = _step(config)
   labelled = []
   for index in range(3):  # the labelled factor cycles through the three classifiers
-    _codes, labels, _, _ = method._generator_batch(jax.random.PRNGKey(index), state, 8)
-    labelled.append([f for f in state.settings.classify if (np.asarray(labels[f]) >= 0).all()])
+    _codes, labels, _, _ = method._generator_batch(jax.random.PRNGKey(index), state, 8, config)
+    labelled.append([f for f in config.gan.classify if (np.asarray(labels[f]) >= 0).all()])
     state, metrics = step(state, pipeline.batch(index))
     assert all(np.isfinite(float(v)) for v in metrics.values())
   assert labelled == [["identity"], ["expression"], ["viseme"]]

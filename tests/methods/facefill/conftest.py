@@ -1,11 +1,15 @@
-"""Smoke configs of 3DFaceFill whose synthetic data live in a per-session temporary folder."""
+"""Smoke configs, data and an untrained state of 3DFaceFill; the data live in a per-session
+temporary folder."""
 
 from __future__ import annotations
 
+import jax
+import numpy as np
 import pytest
 
 from configs import facefill as facefill_config
-from tests.helpers import override
+from jaxface.methods import facefill
+from tests.helpers import override, smoke_setup
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +27,23 @@ def make_config(facefill_data_dir):
     return override(config, overrides)
 
   return make
+
+
+@pytest.fixture(scope="session")
+def smoke(make_config):
+  """(the smoke config as the trainer passes it, its training set, a pipeline over it)."""
+  return smoke_setup(facefill, make_config())
+
+
+@pytest.fixture(scope="session")
+def state(smoke):
+  """An untrained stage=all state: every module present, one optimiser state per stage."""
+  config, dataset, _ = smoke
+  return facefill.create_state(config, jax.random.PRNGKey(0), dataset)
+
+
+@pytest.fixture(scope="session")
+def eval_batch(smoke):
+  """An evaluation batch of eval images as numpy (as `evaluate` passes them)."""
+  config, _, _ = smoke
+  return facefill.create_dataset(config, "eval").read(np.arange(config.facefill.eval.batch_size))

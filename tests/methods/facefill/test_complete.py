@@ -11,15 +11,18 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
+import os
+import subprocess
+import sys
 
-import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import PIL.Image
 import pytest
 import skimage.data
 
-from jaxface.methods.facefill import method
+from jaxface.errors import InputFileError, NotFoundError, OutputExistsError
+from tests.helpers import REPO, TEST_XLA_FLAGS
 
 # `jaxface.methods.facefill` re-exports the function `complete`, so `from ... import complete`
 # could return that instead of this module.
@@ -46,21 +49,14 @@ def photo_file(astronaut, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def smoke(make_config):
-  config = make_config()
-  return config, method.create_dataset(config, "train")
-
-
-@pytest.fixture(scope="module")
-def run(smoke, tmp_path_factory):
+def run(smoke, state, tmp_path_factory):
   """An untrained smoke run folder: config.json as the trainer writes it, one checkpoint."""
-  config, dataset = smoke
+  config, _, _ = smoke
   workdir = tmp_path_factory.mktemp("run")
-  state = method.init_state(config, jax.random.PRNGKey(0), dataset)
   with contextlib.closing(ocp.CheckpointManager((workdir / "checkpoints").absolute())) as manager:
     manager.save(STEP, args=ocp.args.StandardSave(state))
     manager.wait_until_finished()
-  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
+  (workdir / "config.json").write_text(config.to_json_best_effort(indent=2))
   return workdir
 
 
@@ -111,7 +107,7 @@ def test_detection_finds_the_astronauts_face(astronaut):
 
 def test_no_face_is_an_error_naming_the_image():
   blank = np.full((120, 160, 3), 128, np.uint8)
-  with pytest.raises(ValueError, match=r"no face found in blank\.png"):
+  with pytest.raises(InputFileError, match=r"no face found in blank\.png"):
     cp.detect_face(blank, "blank.png")
 
 
@@ -119,7 +115,7 @@ def test_no_face_is_an_error_naming_the_image():
 
 
 def test_framing_of_the_smoke_data_and_of_given_landmarks(smoke):
-  _, dataset = smoke
+  _, dataset, _ = smoke
   # Two faces whose landmark boxes are x 10-30, y 20-60 and x 20-40, y 10-60 in 100 px images.
   first = np.array([[10, 20], [30, 60], [20, 40]], np.float32)
   second = np.array([[20, 10], [40, 60], [25, 25]], np.float32)
@@ -141,7 +137,7 @@ def test_the_detector_crop_frames_the_astronaut_like_the_training_faces(astronau
 
 
 def test_box_for_face_and_refinement_put_the_face_at_the_framing(smoke):
-  _, dataset = smoke
+  _, dataset, _ = smoke
   framing = cp.Framing(0.48, 0.58, 0.5)
   example = dataset.source[0]["landmarks"]  # (68, 2) pixels of a 64 px image
   landmarks = np.asarray(example, np.float64) * 3 + (40, 25)  # the face in a larger photo
@@ -244,30 +240,53 @@ def test_mask_files_of_any_kind(tmp_path):
     np.testing.assert_array_equal(cp.read_mask(tmp_path / name, (40, 60)), holes, err_msg=name)
   with pytest.raises(ValueError, match=r"gray\.png is 40 x 60.*photo.* is 50 x 60"):
     cp.read_mask(tmp_path / "gray.png", (50, 60), "the photo")
-  with pytest.raises(FileNotFoundError, match=r"nothing\.png"):
+  with pytest.raises(NotFoundError, match=r"nothing\.png"):
     cp.read_mask(tmp_path / "nothing.png", (40, 60))
 
 
 def test_errors_name_the_missing_or_wrong_file(photo_file, run, tmp_path):
   out = tmp_path / "out"
-  with pytest.raises(FileNotFoundError, match=r"missing\.jpg"):
+  with pytest.raises(NotFoundError, match=r"missing\.jpg"):
     cp.complete_photo(tmp_path / "missing.jpg", run, out)
-  with pytest.raises(FileNotFoundError, match="no_run"):
+  garbage = tmp_path / "garbage.jpg"
+  garbage.write_bytes(b"not a JPEG at all" * 10)
+  with pytest.raises(InputFileError, match=r"garbage\.jpg is not an image"):
+    cp.complete_photo(garbage, run, out)
+  with pytest.raises(InputFileError, match=r"mask .*garbage\.jpg is not an image"):
+    cp.complete_photo(photo_file, run, out, mask=garbage)
+  with pytest.raises(NotFoundError, match="no_run"):
     cp.complete_photo(photo_file, tmp_path / "no_run", out)
   empty = tmp_path / "empty_run"
   empty.mkdir()
   (empty / "config.json").write_text((run / "config.json").read_text())
-  with pytest.raises(FileNotFoundError, match=r"no checkpoint in .*empty_run"):
+  with pytest.raises(NotFoundError, match=r"no checkpoint in .*empty_run"):
     cp.complete_photo(photo_file, empty, out)
-  with pytest.raises(FileNotFoundError, match=rf"checkpoints/99 not found.*\[{STEP}\]"):
+  with pytest.raises(NotFoundError, match=rf"checkpoints/99 not found.*\[{STEP}\]"):
     cp.complete_photo(photo_file, run, out, step=99)
   small = tmp_path / "small_mask.png"
   PIL.Image.fromarray(np.zeros((100, 80), np.uint8)).save(small)
-  with pytest.raises(ValueError, match=r"small_mask\.png is 100 x 80.*astronaut\.png is 512 x 512"):
+  with pytest.raises(InputFileError, match=r"small_mask\.png is 100 x 80.*astronaut\.png is 512"):
     cp.complete_photo(photo_file, run, out, mask=small)
   with pytest.raises(ValueError, match="iterations"):
     cp.complete_photo(photo_file, run, out, iterations=0)
   assert not out.exists()  # nothing written on the way
+
+
+def test_the_command_reports_an_unreadable_photo_in_one_line(run, tmp_path):
+  garbage = tmp_path / "photo.jpg"
+  garbage.write_bytes(b"\x00" * 64)
+  result = subprocess.run(
+    [sys.executable, "-m", "jaxface.methods.facefill.complete", f"--image={garbage}",
+     f"--workdir={run}", f"--output={tmp_path / 'out'}"],
+    cwd=REPO, env=dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS), capture_output=True, text=True,
+    timeout=300,
+  )  # fmt: skip
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines() == [
+    f"error: image {garbage} is not an image Pillow can read "
+    f"(cannot identify image file '{garbage}')"
+  ]
+  assert not (tmp_path / "out").exists()
 
 
 # --------------------------------------------------------------------------- the command
@@ -338,7 +357,7 @@ def test_outputs_are_kept_unless_overwrite_then_de_occlusion(
 ):
   _, output, _ = masked_run
   before = (output / "completion.png").read_bytes()
-  with pytest.raises(FileExistsError, match=r"completion\.png"):
+  with pytest.raises(OutputExistsError, match=r"completion\.png"):
     cp.complete_photo(photo_file, run, output, iterations=1)
   assert (output / "completion.png").read_bytes() == before
   # No mask: the segmenter's occlusions are completed, only inside the crop.

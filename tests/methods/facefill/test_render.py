@@ -18,7 +18,7 @@ from jaxface.data import synthetic
 from jaxface.geometry.camera import PerspectiveCamera
 from jaxface.geometry.transforms import euler_to_matrix, quaternion_to_matrix
 from jaxface.geometry.uv import texel_centres
-from jaxface.methods.facefill import render
+from jaxface.methods.facefill import render, targets
 from jaxface.methods.facefill.model import Factors
 from jaxface.render.texture import bilinear
 
@@ -42,9 +42,9 @@ def batch(procedural):
 @pytest.fixture(scope="module")
 def truth(procedural, arrays, batch):
   """Ground-truth factors, focal, native-resolution albedo and the exact render."""
-  factors = render.example_factors(arrays, batch)
-  focal = render.pose_targets(arrays, batch).focal
-  albedo = render.ground_truth_albedo(procedural, batch["albedo_coefficients"])
+  factors = targets.example_factors(arrays, batch)
+  focal = targets.pose_targets(arrays, batch).focal
+  albedo = targets.ground_truth_albedo(procedural, batch["albedo_coefficients"])
   out = render.render_face(arrays, factors, albedo, SIZE, focal=focal)
   return factors, focal, albedo, out
 
@@ -87,7 +87,7 @@ def test_model_arrays_reproduce_the_model_shape(procedural, arrays, batch):
 
 def test_pose_targets_match_the_dataset_camera(arrays, batch):
   """s, t, q, f from (pose, translation, focal) and the landmarks' depth, by hand."""
-  pose = render.pose_targets(arrays, batch)
+  pose = targets.pose_targets(arrays, batch)
   focal = 2 * batch["focal"] / SIZE
   distance = -batch["translation"][:, 2]
   unit = float(arrays.unit)
@@ -104,7 +104,7 @@ def test_pose_targets_match_the_dataset_camera(arrays, batch):
   assert np.all(np.asarray(pose.rotation)[:, 0] >= 0)
   # The documented working range of the scale: the face about fills the image.
   assert np.all((pose.scale > 0.6) & (pose.scale < 1.1))
-  one = render.pose_targets(arrays, {key: value[1] for key, value in batch.items()})
+  one = targets.pose_targets(arrays, {key: value[1] for key, value in batch.items()})
   np.testing.assert_allclose(one.scale, pose.scale[1], rtol=1e-6)
 
 
@@ -263,12 +263,12 @@ def test_unwrap_then_render_round_trip(arrays, batch, truth):
 
 def test_unwrapped_albedo_matches_the_ground_truth(procedural, arrays, batch):
   """Where the face is seen frontally enough, the partial albedo is the dataset's albedo."""
-  factors = render.example_factors(arrays, batch)
-  focal = render.pose_targets(arrays, batch).focal
+  factors = targets.example_factors(arrays, batch)
+  focal = targets.pose_targets(arrays, batch).focal
   albedo, visible = render.unwrap_face(
     arrays, factors, batch["image"] / 255.0, batch["segmentation"] == 1, focal=focal
   )
-  target = np.asarray(render.ground_truth_albedo(procedural, batch["albedo_coefficients"], UV))
+  target = np.asarray(targets.ground_truth_albedo(procedural, batch["albedo_coefficients"], UV))
   vis = np.asarray(visible) > 0
   error = np.abs(np.asarray(albedo) - target).max(-1)[vis]
   # A 64 px image holds less detail than a 128 px UV map (the face covers ~40 px), so
@@ -282,7 +282,7 @@ def test_unwrapped_albedo_matches_the_ground_truth(procedural, arrays, batch):
 
 def test_ground_truth_albedo(procedural, batch):
   coefficients = batch["albedo_coefficients"]  # (B, Ka)
-  native = np.asarray(render.ground_truth_albedo(procedural, coefficients))
+  native = np.asarray(targets.ground_truth_albedo(procedural, coefficients))
   reference = np.clip(
     np.asarray(procedural.albedo_mean)
     + np.einsum("bk,khwc->bhwc", coefficients, np.asarray(procedural.albedo_basis)),
@@ -290,12 +290,12 @@ def test_ground_truth_albedo(procedural, batch):
     1.0,
   )
   np.testing.assert_allclose(native, reference, atol=1e-5)
-  half = np.asarray(render.ground_truth_albedo(procedural, coefficients, (128, 128)))
+  half = np.asarray(targets.ground_truth_albedo(procedural, coefficients, (128, 128)))
   assert half.shape == (len(INDICES), 128, 128, 3)
   assert half.min() >= 0.0 and half.max() <= 1.0
   blocks = reference.reshape(len(INDICES), 128, 2, 128, 2, 3).mean(axis=(2, 4))
   assert np.abs(half - blocks).mean() < 0.005
-  one = render.ground_truth_albedo(procedural, coefficients[0], (128, 128))
+  one = targets.ground_truth_albedo(procedural, coefficients[0], (128, 128))
   np.testing.assert_allclose(one, half[0], atol=1e-6)
 
 
@@ -400,7 +400,7 @@ def test_invalid_inputs_raise(procedural, arrays, truth, batch):
   with pytest.raises(ValueError, match="visibility_mask"):
     render.unwrap_face(arrays, factors, jnp.zeros((2, SIZE, SIZE, 3)), jnp.ones((2, SIZE)))
   with pytest.raises(ValueError, match="focal"):
-    render.pose_targets(arrays, {"pose": batch["pose"], "translation": batch["translation"]})
+    targets.pose_targets(arrays, {"pose": batch["pose"], "translation": batch["translation"]})
   with pytest.raises(ValueError, match="uv_size"):
     render.face_model_arrays(procedural, (0, 8))
   assert isinstance(factors, Factors)
