@@ -24,14 +24,14 @@ Arguments: stage=all|3dmm|3dmm_unsup|inpaint|segment (default all),
 ablation=none|no_sym|no_il|no_ir (or the ablation alone as the variant),
 model=procedural|ict|PATH.
 
-Stages (supplement sec. 4.3), each one trainer run:
+Stages (supplement sec. 4.3), in this order:
   3dmm        encoder E + albedo decoder D_A, supervised (shape, pose, texture,
               landmarks) + reconstruction + regularisers (supplement eq. 1).
   3dmm_unsup  the same modules at 1/10 of the learning rate with only the
               reconstruction, landmark and regularisation losses, on images
-              with artificial rectangular occlusions (from init_3dmm).
+              with artificial rectangular occlusions (alone: from warm_start.three_dmm).
   inpaint     Sym-UNet G and PyramidGAN D, 1:1 alternating, with the 3DMM
-              module frozen (from init_3dmm).
+              module frozen (alone: from warm_start.three_dmm).
   segment     the face segmenter S (focal loss), independent of the others.
   all         the four in that order in ONE run (the default).
 A standalone stage takes the earlier stages' modules from other runs with
