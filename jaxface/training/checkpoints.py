@@ -108,6 +108,8 @@ def restore_newest(series: ocp.CheckpointManager, target, *, move_damaged: bool)
       where = "left in place"
       if move_damaged and jax.process_index() == 0:
         where = f"moved to {move_aside(folder, bad_step)}"
+      elif move_damaged:
+        where = f"moved to {folder.parent / DAMAGED_FOLDER} by process 0"
       log.warning(
         "checkpoint %d of %s does not restore (%s); %s; using step %d",
         bad_step, folder, _first_line(error), where, step,
