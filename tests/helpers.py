@@ -61,6 +61,8 @@ def run_training(config: str, workdir, data_dir, *overrides: str) -> subprocess.
 def smoke_setup(method, config) -> tuple:
   """(`config` frozen as the trainer passes it, the method's training set, an unsharded
   pipeline over it): what a method's unit tests step with."""
+  # Imported here: tests/conftest.py imports this module before it sets XLA_FLAGS, which must
+  # precede the first import of jax.
   import ml_collections
 
   from jaxface.training.pipeline import InputPipeline

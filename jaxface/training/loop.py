@@ -36,14 +36,14 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from tqdm import tqdm
 
 from jaxface.errors import ConfigError
 from jaxface.training import checkpoints
 from jaxface.training.config import check_loop_config, check_workdir, make_workdir
-from jaxface.training.pipeline import InputPipeline
+from jaxface.training.pipeline import InputPipeline, data_mesh
 from jaxface.training.registry import get_method
 from jaxface.training.runs import load_run
 from jaxface.training.schedule import check_modules, method_stages, stage_at, total_steps
@@ -78,13 +78,6 @@ def _write_run_info(workdir: pathlib.Path, config: ml_collections.ConfigDict, de
     "argv": sys.argv,
   }
   (workdir / "run_info.json").write_text(json.dumps(info, indent=2) + "\n")
-
-
-def _mesh(config) -> Mesh:
-  devices = jax.devices()
-  if config.num_devices:
-    devices = devices[: config.num_devices]
-  return Mesh(np.asarray(devices), ("data",))
 
 
 class _Preemption:
@@ -169,7 +162,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     checkpoints.check_sources(frozen)  # a fresh run: the runs it starts from must exist
   make_workdir(workdir)
   is_main = jax.process_index() == 0
-  mesh = _mesh(config)
+  mesh = data_mesh(config.num_devices)
   data_sharding = NamedSharding(mesh, P("data"))
   replicated = NamedSharding(mesh, P())
   if is_main:

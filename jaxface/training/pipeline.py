@@ -14,7 +14,15 @@ import functools
 
 import jax
 import numpy as np
-from jax.sharding import NamedSharding
+from jax.sharding import Mesh, NamedSharding
+
+
+def data_mesh(num_devices: int = 0) -> Mesh:
+  """A mesh with one "data" axis over the first `num_devices` devices (0: all of them)."""
+  devices = jax.devices()
+  if num_devices:
+    devices = devices[:num_devices]
+  return Mesh(np.asarray(devices), ("data",))
 
 
 class InputPipeline:

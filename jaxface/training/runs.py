@@ -18,12 +18,12 @@ from typing import Any, NamedTuple
 
 import jax
 import ml_collections
-import numpy as np
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxface.errors import ConfigError, InputFileError, NotFoundError
 from jaxface.training import checkpoints
+from jaxface.training.pipeline import data_mesh
 from jaxface.training.registry import get_method
 
 CONFIG_FILE = "config.json"
@@ -61,14 +61,6 @@ def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     raise InputFileError(f"{path} is not a readable config ({error})") from None
 
 
-def replicated(num_devices: int) -> NamedSharding:
-  """A replicated sharding over the first `num_devices` devices (0: all)."""
-  devices = jax.devices()
-  if num_devices:
-    devices = devices[:num_devices]
-  return NamedSharding(Mesh(np.asarray(devices), ("data",)), P())
-
-
 def load_run(
   workdir: str | pathlib.Path,
   step: int | None = None,
@@ -97,13 +89,13 @@ def load_run(
   frozen = ml_collections.FrozenConfigDict(config)
   module = get_method(frozen.method)
   folder = workdir / "checkpoints"
-  if not folder.is_dir():
+  if not checkpoints.has_checkpoints(folder):  # before the dataset and state are built
     raise NotFoundError(f"no checkpoint in {folder}")
   fresh = module.create_state(
     frozen, jax.random.PRNGKey(frozen.seed), module.create_dataset(frozen, "train")
   )
   devices = frozen.get("num_devices", 0) if num_devices is None else num_devices
-  fresh = jax.device_put(fresh, replicated(devices))
+  fresh = jax.device_put(fresh, NamedSharding(data_mesh(devices), P()))
   with contextlib.closing(checkpoints.manager(folder, read_only=not move_damaged)) as series:
     if step is not None:
       return Run(workdir, frozen, module, checkpoints.restore_step(series, fresh, step), step)

@@ -286,3 +286,15 @@ def test_host_init_matches_the_structure_of_init():
       np.testing.assert_array_equal(value, 0.0)
   kernel = variables["params"]["features"]["conv1"]["conv"]["conv"]["kernel"]  # (3, 3, 3, 4)
   assert 0.1 < float(jnp.std(kernel)) * np.sqrt(27) < 2.0
+
+
+def test_check_image_names_the_array_and_the_shape_it_wants():
+  layers.check_image(jnp.zeros((2, 8, 8, 3)), "images", channels=3)
+  layers.check_image(jnp.zeros((8, 8, 1)), "albedo", batched=False)
+  layers.check_image(jnp.zeros((2, 5, 8, 8, 1)), "albedo", batched=False)
+  with pytest.raises(ValueError, match=r"images must have shape \(B, H, W, C\), got \(8, 8, 3\)"):
+    layers.check_image(jnp.zeros((8, 8, 3)), "images")
+  with pytest.raises(ValueError, match=r"albedo must have shape \(B, H, W, 3\)"):
+    layers.check_image(jnp.zeros((2, 8, 8, 4)), "albedo", channels=3)
+  with pytest.raises(ValueError, match=r"x must have shape \(\.\.\., H, W, C\), got \(8, 8\)"):
+    layers.check_image(jnp.zeros((8, 8)), batched=False)

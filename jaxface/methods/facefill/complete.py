@@ -92,7 +92,7 @@ from jaxface import cli
 from jaxface.errors import ConfigError, InputFileError, NotFoundError, OutputExistsError
 from jaxface.methods.facefill import pipeline
 from jaxface.methods.facefill.data import create_dataset
-from jaxface.training import Run, load_run
+from jaxface.training import load_run
 
 #: Files written into --output (refused if present, unless --overwrite).
 OUTPUT_FILES = (
@@ -349,15 +349,6 @@ def paste(
   return result, replaced
 
 
-# --------------------------------------------------------------------------- the run
-
-
-def load_facefill_run(workdir: str | pathlib.Path, step: int | None = None) -> Run:
-  """The facefill run's checkpoint (the newest that restores by default), on one device: a
-  single photo gains nothing from replicating the state over several."""
-  return load_run(workdir, step, method="facefill", num_devices=1)
-
-
 # --------------------------------------------------------------------------- the command
 
 
@@ -403,7 +394,8 @@ def complete_photo(
   photo = read_image(image)  # (H, W, 3) uint8
   holes = None if mask is None else read_mask(mask, photo.shape[:2], f"the photo {image}")
   now = lap("read", started)
-  run = load_facefill_run(workdir, step)
+  # One device: a single photo gains nothing from replicating the state over several.
+  run = load_run(workdir, step, method="facefill", num_devices=1)
   config, state = run.config, run.state
   size = config.data.image_size
   iterations = config.facefill.iterations if iterations is None else int(iterations)

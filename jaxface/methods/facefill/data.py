@@ -158,6 +158,17 @@ class FaceFillDataset:
     return {key: np.stack([e[key] for e in examples]) for key in examples[0]}
 
 
+def check_image_size(config: ml_collections.ConfigDict) -> None:
+  """config.data.image_size: a positive multiple of 32 (the encoder, segmenter and
+  discriminator downsample 32x)."""
+  size = config.data.image_size
+  if size < 32 or size % 32:
+    raise ConfigError(
+      f"config.data.image_size={size} must be a positive multiple of 32 (the encoder, "
+      "segmenter and discriminator downsample 32x)"
+    )
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_dataset(
   model: str, num_train: int, num_eval: int, seed: int, data_dir: str, split: str,
@@ -177,12 +188,8 @@ def create_dataset(config: ml_collections.ConfigDict, split: str) -> FaceFillDat
   """The synthetic face images of `config.data` (prepared on first use, then cached)."""
   if split not in ("train", "eval"):
     raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+  check_image_size(config)
   data, facefill = config.data, config.facefill
-  if int(data.image_size) % 32:
-    raise ConfigError(
-      f"config.data.image_size={data.image_size} must be a multiple of 32 (the encoder, "
-      "segmenter and discriminator downsample 32x)"
-    )
   return _cached_dataset(
     str(data.model), int(data.num_train), int(data.num_eval), int(data.seed),
     str(data.data_dir), split, int(data.image_size), int(facefill.num_identity),
@@ -196,5 +203,6 @@ __all__ = [
   "FACE",
   "OCCLUSION",
   "FaceFillDataset",
+  "check_image_size",
   "create_dataset",
 ]

@@ -31,7 +31,7 @@ import numpy as np
 
 from jaxface.errors import ConfigError
 from jaxface.methods.facefill import baselines, model, networks, render, steps
-from jaxface.methods.facefill.data import FaceFillDataset
+from jaxface.methods.facefill.data import FaceFillDataset, check_image_size
 from jaxface.methods.facefill.networks import State
 from jaxface.methods.protocol import Stage, init_optimizer
 from jaxface.nets.layers import host_init_variables
@@ -45,17 +45,13 @@ STAGES = ("3dmm", "3dmm_unsup", "inpaint", "segment")
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Every `config.facefill` (and `config.data`) value the method relies on; ConfigError naming
   the field."""
-  ff, data = config.facefill, config.data
+  ff = config.facefill
   if ff.stage != "all" and ff.stage not in STAGES:
     raise ConfigError(f"config.facefill.stage must be 'all' or one of {STAGES}, got {ff.stage!r}")
   for name in STAGES:
     if ff[f"steps_{name}"] < 0:
       raise ConfigError(f"config.facefill.steps_{name}={ff[f'steps_{name}']} must be >= 0")
-  if data.image_size < 32 or data.image_size % 32:
-    raise ConfigError(
-      f"config.data.image_size={data.image_size} must be a positive multiple of 32 (the "
-      "encoder, segmenter and discriminator downsample 32x)"
-    )
+  check_image_size(config)
   if ff.symmetry not in model.SYMMETRY_MODES:
     raise ConfigError(
       f"config.facefill.symmetry must be one of {model.SYMMETRY_MODES}, got {ff.symmetry!r}"
