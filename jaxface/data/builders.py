@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import shuffle as tfds_shuffle
 
-from jaxface.data import synthetic
+from jaxface.data import multiview, synthetic
 from jaxface.logs import absl_quiet
 from jaxface.morphable.loaders import load as load_model
 
@@ -72,9 +72,12 @@ class _SyntheticBuilder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager
+    splits = {"train": (0, self.num_train), "eval": (EVAL_INDEX_OFFSET, self.num_eval)}
+    # A split of 0 examples is left out (an evaluation-only dataset has no "train").
     return {
-      "train": self._generate_examples(0, self.num_train),
-      "eval": self._generate_examples(EVAL_INDEX_OFFSET, self.num_eval),
+      name: self._generate_examples(first, count)
+      for name, (first, count) in splits.items()
+      if count > 0
     }
 
   def _generate_examples(self, first: int, count: int):
@@ -220,11 +223,44 @@ class Sequences(_SyntheticBuilder):
     return synthetic.sequence_example(model, index, seed=self.seed, **self.settings)
 
 
+class FaceViews(_SyntheticBuilder):
+  """One face at one instant from several views: `jaxface.data.multiview` (its kinds and fields)."""
+
+  def _info(self):
+    model = self.model()
+    size, views = self.settings["image_size"], multiview.num_views(self.settings["face_kind"])
+    tensor = lambda shape, dtype=np.float32: tfds.features.Tensor(shape=shape, dtype=dtype)
+    return tfds.core.DatasetInfo(
+      builder=self, description=multiview.__doc__, disable_shuffling=True,
+      features=tfds.features.FeaturesDict({
+        "image": tensor((views, size, size, 3), np.uint8),
+        "mask": tensor((views, size, size), np.uint8),
+        "depth": tensor((views, size, size)),
+        "specular": tensor((views, size, size), np.uint8),
+        "landmarks": tensor((views, 68, 2)),
+        "landmarks_3d": tensor((68, 3)),
+        "rotation": tensor((views, 3, 3)),
+        "translation": tensor((views, 3)),
+        "camera": tensor((views,), np.int32),
+        "identity": tensor((model.num_identity,)),
+        "expression": tensor((model.num_expression,)),
+        "identity_estimate": tensor((self.settings["fit_identity"],)),
+        "emotion": tensor((), np.int32),
+        "fit_depth": tensor((views, size, size)),
+        "focal": tensor(()),
+      }),
+    )  # fmt: skip
+
+  def example(self, model, index: int) -> dict:
+    return multiview.face_views_example(model, index, seed=self.seed, **self.settings)
+
+
 BUILDERS = {
   "registered_meshes": RegisteredMeshes,
   "face_images": FaceImages,
   "multiview_pairs": MultiViewPairs,
   "sequences": Sequences,
+  "face_views": FaceViews,
 }
 
 
@@ -235,9 +271,9 @@ def load_synthetic(
   """A random-access source of a synthetic dataset, prepared on first use.
 
   Args:
-    kind: "registered_meshes", "face_images", "multiview_pairs" or "sequences".
+    kind: "registered_meshes", "face_images", "multiview_pairs", "sequences" or "face_views".
     model: a `jaxface.morphable.load` spec ("procedural", "ict", a path).
-    num_train, num_eval: split sizes.
+    num_train, num_eval: split sizes (a split of 0 examples is not made).
     seed: generation seed.
     data_dir: where tfds keeps prepared datasets (`default_data_dir()`).
     split: "train" or "eval".

@@ -90,13 +90,16 @@ def viseme_vector(model: MorphableModel, viseme: str) -> np.ndarray:
   return _blendshape_vector(model, VISEMES[viseme])
 
 
-def _rng(seed: int, index: int, stream: int) -> np.random.Generator:
+def example_rng(seed: int, index: int, stream: int) -> np.random.Generator:
+  """The generator of one example's random `stream` (streams keep draws independent)."""
   return np.random.default_rng((seed, stream, index))
 
 
 def identity_codes(model: MorphableModel, num_identities: int, seed: int) -> np.ndarray:
   """(N, Ki) identity coefficients of the dataset's identities."""
-  return _rng(seed, 0, 1).standard_normal((num_identities, model.num_identity)).astype(np.float32)
+  return (
+    example_rng(seed, 0, 1).standard_normal((num_identities, model.num_identity)).astype(np.float32)
+  )
 
 
 def registered_mesh_example(
@@ -120,7 +123,7 @@ def registered_mesh_example(
   so identity and emotion draws do not depend on the viseme settings, and
   `viseme_fraction=0` gives exactly the viseme-free examples.
   """
-  rng = _rng(seed, index, 2)
+  rng = example_rng(seed, index, 2)
   identity = int(rng.integers(num_identities))
   code = identity_codes(model, num_identities, seed)[identity]
   emotion = int(rng.integers(len(EMOTION_NAMES)))
@@ -136,7 +139,7 @@ def registered_mesh_example(
   labelled = rng.uniform() < labelled_fraction
   visemes = {}
   if viseme_fraction > 0:
-    viseme_rng = _rng(seed, index, 8)
+    viseme_rng = example_rng(seed, index, 8)
     # A fixed number of draws, so changing a fraction changes nothing else.
     has_viseme = viseme_rng.uniform() < viseme_fraction
     drawn = int(viseme_rng.integers(len(VISEME_NAMES)))
@@ -164,7 +167,7 @@ def registered_mesh_example(
 _RENDERERS: dict[tuple, tuple[MorphableModel, object]] = {}
 
 
-def _image_renderer(model: MorphableModel, image_size: int, sh_frame: str = "camera"):
+def image_renderer(model: MorphableModel, image_size: int, sh_frame: str = "camera"):
   """A jitted renderer of one face image for a model and size (compiled once)."""
   key = (id(model), image_size, sh_frame)
   cached = _RENDERERS.get(key)
@@ -197,7 +200,7 @@ def sample_scene(
   model: MorphableModel, index: int, seed: int, image_size: int, yaw_range: float = 45.0
 ):
   """Ground-truth parameters of one face image (everything but the pixels)."""
-  rng = _rng(seed, index, 3)
+  rng = example_rng(seed, index, 3)
   expression = np.zeros(model.num_expression, np.float32)
   active = rng.choice(model.num_expression, size=min(4, model.num_expression), replace=False)
   expression[active] = rng.uniform(0.0, 0.8, len(active))
@@ -229,7 +232,7 @@ def render_scene(model: MorphableModel, scene: dict, image_size: int, sh_frame: 
   vertices = model.shape(scene["identity"], scene["expression"])
   vertices = vertices - jnp.asarray(np.asarray(model.vertices).mean(axis=0))
   albedo = jnp.clip(model.albedo(scene["albedo_coefficients"]), 0.0, 1.0)
-  draw = _image_renderer(model, image_size, sh_frame)
+  draw = image_renderer(model, image_size, sh_frame)
   return draw(
     vertices,
     euler_to_matrix(scene["pose"]),
@@ -240,7 +243,7 @@ def render_scene(model: MorphableModel, scene: dict, image_size: int, sh_frame: 
   )
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def random_background(rng: np.random.Generator, size: int) -> np.ndarray:
   """A smooth random colour field with some texture."""
   corners = rng.uniform(0.0, 1.0, (2, 2, 3))
   t = np.linspace(0.0, 1.0, size)
@@ -285,9 +288,9 @@ def face_image_example(
   """One synthetic face image with exact ground truth (see module docstring)."""
   scene = sample_scene(model, index, seed, image_size)
   out, landmarks = render_scene(model, scene, image_size)
-  rng = _rng(seed, index, 4)
+  rng = example_rng(seed, index, 4)
   face = np.asarray(out.mask) > 0.5
-  image = np.where(face[..., None], np.asarray(out.image), _background(rng, image_size))
+  image = np.where(face[..., None], np.asarray(out.image), random_background(rng, image_size))
   occluder_colours, occluded = _occluders(
     rng, image_size, face, int(rng.integers(0, max_occluders + 1))
   )
@@ -318,7 +321,7 @@ def multiview_pair_example(
   of view 1 and its correspondence in view 2 have the same colour.
   """
   scene = sample_scene(model, index, seed, image_size)
-  rng = _rng(seed, index, 5)
+  rng = example_rng(seed, index, 5)
   example = {
     key: scene[key] for key in ("identity", "expression", "albedo_coefficients", "sh", "focal")
   }
@@ -327,7 +330,7 @@ def multiview_pair_example(
     view_scene = dict(scene, pose=pose)
     out, landmarks = render_scene(model, view_scene, image_size, sh_frame="world")
     face = np.asarray(out.mask) > 0.5
-    image = np.where(face[..., None], np.asarray(out.image), _background(rng, image_size))
+    image = np.where(face[..., None], np.asarray(out.image), random_background(rng, image_size))
     example[f"image_{view}"] = (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
     example[f"mask_{view}"] = face.astype(np.uint8)
     example[f"depth_{view}"] = np.asarray(out.depth, np.float32)
@@ -342,7 +345,7 @@ def sequence_example(
 ) -> dict:
   """Frames of one person with smoothly varying expression, pose and light (dataset (d))."""
   base = sample_scene(model, index, seed, image_size)
-  rng = _rng(seed, index, 6)
+  rng = example_rng(seed, index, 6)
   time = np.linspace(0.0, 1.0, num_frames)[:, None]
   phases = rng.uniform(0, 2 * np.pi, (2, model.num_expression))
   active = rng.uniform(size=model.num_expression) < min(1.0, 6.0 / max(model.num_expression, 1))
@@ -360,7 +363,9 @@ def sequence_example(
     out, landmarks = render_scene(model, scene, image_size)
     face = np.asarray(out.mask) > 0.5
     image = np.where(
-      face[..., None], np.asarray(out.image), _background(_rng(seed, index, 7), image_size)
+      face[..., None],
+      np.asarray(out.image),
+      random_background(example_rng(seed, index, 7), image_size),
     )
     frames["image"].append((np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8))
     frames["segmentation"].append(face.astype(np.uint8))

@@ -1,9 +1,11 @@
-"""Evaluation metrics: generative 3D face models and image completion.
+"""Evaluation metrics: generative 3D face models, image completion and face depth.
 
 `shape` holds the model interface (`ShapeGenerator`) and the geometric
 metrics (diversity, specificity, sparse fitting); `decoupling` the
 embedding-network protocol of the decoupling score; `image` PSNR, SSIM and
-LPIPS by their standard definitions, reported overall and by mask ratio.
+LPIPS by their standard definitions, reported overall and by mask ratio;
+`depth` the BU-3DFE and Florence protocols of face depth maps, ROC AUC and
+mask agreement.
 """
 
 from jaxface.metrics.decoupling import (
@@ -16,6 +18,14 @@ from jaxface.metrics.decoupling import (
   mesh_embedding,
   normal_images,
   train_embedder,
+)
+from jaxface.metrics.depth import (
+  bu3dfe_errors,
+  bu3dfe_report,
+  closest_point_errors,
+  florence_nme,
+  mask_agreement,
+  roc_auc,
 )
 from jaxface.metrics.image import (
   MASK_RATIO_EDGES,
@@ -53,22 +63,28 @@ __all__ = [
   "MaskRatioReport",
   "ShapeGenerator",
   "batch_hard_triplet_loss",
+  "bu3dfe_errors",
+  "bu3dfe_report",
   "choose_threshold",
+  "closest_point_errors",
   "data_diversity",
   "decoupling_score",
   "fit_sparse",
+  "florence_nme",
   "generator_diversity",
   "image_frame",
   "image_metrics",
   "load_lpips",
   "lpips",
   "lpips_weights_from_tensors",
+  "mask_agreement",
   "mask_to_face_ratio",
   "mean_vertex_distance",
   "mesh_embedding",
   "metrics_by_mask_ratio",
   "normal_images",
   "psnr",
+  "roc_auc",
   "sample_pairs",
   "save_lpips",
   "sparse_reconstruction_rmse",

@@ -1,11 +1,13 @@
 """Neural network building blocks in Flax Linen shared by methods and metrics.
 
-`resnet` holds the ResNet-18 of the decoupling evaluators; `layers` the
-spectral-normalised, gated and GroupNorm blocks and the U-Net of 3DFaceFill,
-and `host_init_variables`, which initialises any module without compiling
-its `init`.
+`resnet` holds the ResNet-18 of the decoupling evaluators; `densenet` the
+DenseNet-BC encoder of multiview_depth's 3DMMNet; `layers` the
+spectral-normalised, gated and GroupNorm blocks and the U-Net of 3DFaceFill
+and multiview_depth, and `host_init_variables`, which initialises any module
+without compiling its `init`.
 """
 
+from jaxface.nets.densenet import DenseLayer, DenseNet, Transition
 from jaxface.nets.layers import (
   ConvNormAct,
   DownBlock,
@@ -25,6 +27,8 @@ from jaxface.nets.resnet import BasicBlock, ResNet18, host_init, norm_groups, sc
 __all__ = [
   "BasicBlock",
   "ConvNormAct",
+  "DenseLayer",
+  "DenseNet",
   "DownBlock",
   "GatedConv",
   "GatedResUnit",
@@ -32,6 +36,7 @@ __all__ = [
   "ResNet18",
   "ResUnit",
   "SpectralConv",
+  "Transition",
   "UNet",
   "UpBlock",
   "group_count",

@@ -13,7 +13,7 @@ from jaxface.render.rasterize import (
   default_max_candidates,
   rasterize,
 )
-from jaxface.render.render import RenderOutput, render
+from jaxface.render.render import RenderOutput, depth_map, render
 from jaxface.render.shading import (
   NUM_SH_COEFFICIENTS,
   dc_only_coefficients,
@@ -22,7 +22,7 @@ from jaxface.render.shading import (
   sh_irradiance,
 )
 from jaxface.render.texture import bilinear, sample_texture, unwrap
-from jaxface.render.warp import warp
+from jaxface.render.warp import covisibility, reproject, warp
 
 __all__ = [
   "NUM_SH_COEFFICIENTS",
@@ -33,14 +33,17 @@ __all__ = [
   "bilinear",
   "candidate_count",
   "clip_to_screen",
+  "covisibility",
   "dc_only_coefficients",
   "default_max_candidates",
+  "depth_map",
   "geometry_image",
   "geometry_image_lookup",
   "interpolate",
   "lambertian",
   "rasterize",
   "render",
+  "reproject",
   "sample_texture",
   "sh_basis",
   "sh_irradiance",

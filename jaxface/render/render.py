@@ -177,3 +177,39 @@ def render(
   if batch_mode == "vmap":
     return jax.vmap(lambda *args: single(args))(vertices, camera, albedo, sh_coefficients)
   raise ValueError(f"batch_mode must be 'map' or 'vmap', got {batch_mode!r}")
+
+
+def depth_map(
+  vertices: jax.Array,
+  triangles: jax.Array,
+  camera,
+  image_size: tuple[int, int],
+  *,
+  near: float = 1.0,
+  far: float = 1000.0,
+  max_candidates: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
+  """The z-buffered camera depth of one mesh and its mask, without shading.
+
+  Args:
+    vertices: (V, 3) world positions.
+    triangles: (F, 3) vertex ids.
+    camera: a PerspectiveCamera or OrthographicCamera (unbatched).
+    image_size: (H, W).
+    near, far, max_candidates: as in `render`.
+
+  Returns:
+    depth (H, W): camera depth (-z_camera) of the nearest surface, 0 on
+    background; mask (H, W) bool. Differentiable w.r.t. vertices and camera.
+  """
+  vertices = jnp.asarray(vertices)
+  if vertices.ndim != 2 or vertices.shape[-1] != 3:
+    raise ValueError(f"vertices must have shape (V, 3), got {vertices.shape}")
+  if isinstance(camera, WeakPerspectiveCamera):
+    raise ValueError("depth_map needs a perspective or orthographic camera (metric depth)")
+  image_size = (int(image_size[0]), int(image_size[1]))
+  triangles = jnp.asarray(triangles, jnp.int32)
+  clip = camera.to_clip(vertices, image_size, near=near, far=far)  # (V, 4)
+  fragments = rasterize(clip, triangles, image_size, max_candidates=max_candidates)
+  depth = interpolate(camera.project(vertices)[1][:, None], fragments, triangles)[..., 0]
+  return jnp.where(fragments.mask, depth, 0.0), fragments.mask

@@ -52,6 +52,7 @@ from jaxface.errors import ConfigError
 METHODS: dict[str, str] = {
   "decoupled_gan": "jaxface.methods.decoupled_gan",
   "facefill": "jaxface.methods.facefill",
+  "multiview_depth": "jaxface.methods.multiview_depth",
 }
 PROTOCOL = ("create_dataset", "create_state", "stages", "evaluate", "summaries")
 
