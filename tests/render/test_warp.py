@@ -57,7 +57,7 @@ def test_pure_rotation_matches_the_analytic_homography():
   assert not valid[outside].any()
 
 
-# --------------------------------------------------------------------------- depth_map, covisibility
+# ------------------------------------------------------------------------ depth_map, covisibility
 
 FACE_SIZE = (48, 48)
 
@@ -95,14 +95,14 @@ def _pixel_rays(camera):
   rotation, translation = np.asarray(camera.rotation), np.asarray(camera.translation)
   origin = -rotation.T @ translation
   directions = local @ rotation  # R^T d for row vectors
-  return np.broadcast_to(origin, directions.shape).copy(), directions, local
+  return np.broadcast_to(origin, directions.shape).copy(), directions
 
 
 def test_depth_map_matches_ray_casting(procedural):
   vertices, triangles = _face(procedural)
   camera = _face_camera(25.0)
   depth, mask = depth_map(jnp.asarray(vertices), triangles, camera, FACE_SIZE)
-  origins, directions, local = _pixel_rays(camera)
+  origins, directions = _pixel_rays(camera)
   # Ray parameter t along d = (x, y, -1) in the camera frame is exactly the camera depth.
   hits = _first_hits(vertices, triangles, origins, directions).reshape(FACE_SIZE)
   depth, mask = np.asarray(depth), np.asarray(mask)
@@ -132,8 +132,8 @@ def test_covisibility_matches_ray_casting_on_a_self_occluding_pose(procedural):
                      offsets / distance[:, None])  # fmt: skip
   projected, _ = target.project(jnp.asarray(points))
   projected = np.asarray(projected)
-  inside = (projected >= 0).all(-1) & (projected[:, 0] <= FACE_SIZE[1]) & (
-    projected[:, 1] <= FACE_SIZE[0]
+  inside = (
+    (projected >= 0).all(-1) & (projected[:, 0] <= FACE_SIZE[1]) & (projected[:, 1] <= FACE_SIZE[0])
   )
   truth = inside & (hits >= distance - 0.3)
   hidden_fraction = 1.0 - truth.mean()
