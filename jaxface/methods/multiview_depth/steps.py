@@ -173,7 +173,11 @@ def photo_terms(config, images, predicted, suitability, fit, fit_depth, fit_mask
   return vs, reg, region, occlusion
 
 
-def _depth_objective(params, state: State, batch, config):
+def depth_objective(params, state: State, batch, config):
+  """E^{f,h} of eq. 16 for {"depth", "suitability"} params: (total, (terms, diagnostics)).
+
+  3DMMNet's fit enters under `stop_gradient`: no term reaches its parameters.
+  """
   mv, size = config.multiview, config.data.image_size
   focal = _focal(config)
   groups = ["syn"] + (["real"] if mv.use_real else [])
@@ -212,7 +216,7 @@ def _depth_objective(params, state: State, batch, config):
 def train_depth(state: State, batch, *, config, stage: Stage):
   """One step of DepthNet (+ suitability) on eq. 16 with 3DMMNet frozen."""
   params = {name: getattr(state, name)["params"] for name in ("depth", "suitability")}
-  (loss, (terms, extras)), grads = jax.value_and_grad(_depth_objective, has_aux=True)(
+  (loss, (terms, extras)), grads = jax.value_and_grad(depth_objective, has_aux=True)(
     params, state, batch, config
   )
   trained = {name: grads[name] for name in stage.modules}
