@@ -261,7 +261,9 @@ def face_views_example(
   origin, face_height = _face_frame(model)
   vertices = np.asarray(model.shape(identity, expression)) - origin
   if real_like and detail_strength > 0:
-    vertices = _displace(model, vertices, surface_detail(model, rng, detail_strength))
+    # Its own stream: the same face with and without detail differs by the detail alone.
+    detail = surface_detail(model, example_rng(seed, index, 9), detail_strength)
+    vertices = _displace(model, vertices, detail)
   fit = _best_fit(model, vertices, origin, fit_identity, fit_expression) if kind == "test" else None
   albedo = jnp.clip(model.albedo(0.8 * rng.standard_normal(model.num_albedo)), 0.0, 1.0)
   sh = _sh(rng)

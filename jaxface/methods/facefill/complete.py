@@ -77,7 +77,6 @@ import dataclasses
 import json
 import pathlib
 import time
-from typing import NamedTuple
 
 import cv2
 import jax
@@ -85,11 +84,22 @@ import numpy as np
 import PIL.Image
 import PIL.ImageOps
 from absl import flags
-from skimage.data import lbp_frontal_face_cascade_filename
-from skimage.feature import Cascade
 
 from jaxface import cli
-from jaxface.errors import ConfigError, InputFileError, NotFoundError, OutputExistsError
+from jaxface.data.photos import (
+  Box,
+  Framing,
+  crop_image,
+  detect_face,
+  detection_box,
+  framing_from_landmarks,
+  open_image,
+  read_image,
+  refine_box,
+  resize,
+  window,
+)
+from jaxface.errors import ConfigError, InputFileError, OutputExistsError
 from jaxface.methods.facefill import pipeline
 from jaxface.methods.facefill.data import create_dataset
 from jaxface.training import load_run
@@ -99,55 +109,11 @@ OUTPUT_FILES = (
   "completion.png", "crop_input.png", "crop_masked.png", "crop_completion.png",
   "crop_rendered.png", "uv_partial.png", "uv_albedo.png", "novel_views.png", "result.json",
 )  # fmt: skip
-#: Detector box -> landmark box: (centre x offset, centre y offset, size), in detector widths
-#: (image y down). See the module docstring for the measurement.
-DETECTOR_TO_LANDMARKS = (0.0, 0.18, 0.92)
-#: Photos are shrunk to this longer side before detection (the cascade's cost grows with pixels).
-DETECTION_SIDE = 512
-#: Refinement is refused when the encoder's face scale differs from the framing by more than
-#: this factor, or its centre lies more than MAX_SHIFT crop widths from the framing's.
-MAX_RESCALE = 1.5
-MAX_SHIFT = 0.25
 #: Examples of the run's eval data `dataset_framing` measures (the median is stable well below).
 FRAMING_EXAMPLES = 256
 
 
-class Framing(NamedTuple):
-  """Where the dataset's faces sit: their landmark box's centre and sqrt(w h), image fractions."""
-
-  centre_x: float
-  centre_y: float
-  size: float
-
-
-@dataclasses.dataclass(frozen=True)
-class Box:
-  """A square crop in photo pixels: top-left corner (may lie outside the photo) and side."""
-
-  x: int
-  y: int
-  size: int
-
-
 # --------------------------------------------------------------------------- reading
-
-
-def _open_image(path: pathlib.Path, what: str) -> PIL.Image.Image:
-  """The file as a Pillow image; one error naming it when it is missing or not an image."""
-  if not path.is_file():
-    raise NotFoundError(f"{what} {path} not found")
-  try:
-    image = PIL.Image.open(path)
-    image.load()
-  except (PIL.UnidentifiedImageError, OSError) as error:
-    raise InputFileError(f"{what} {path} is not an image Pillow can read ({error})") from None
-  return image
-
-
-def read_image(path: str | pathlib.Path) -> np.ndarray:
-  """The photo as (H, W, 3) uint8 RGB, EXIF orientation applied."""
-  with _open_image(pathlib.Path(path), "image") as image:
-    return np.asarray(PIL.ImageOps.exif_transpose(image).convert("RGB"))
 
 
 def mask_from_array(values: np.ndarray, has_alpha: bool) -> np.ndarray:
@@ -176,7 +142,7 @@ def mask_from_array(values: np.ndarray, has_alpha: bool) -> np.ndarray:
 def read_mask(path: str | pathlib.Path, shape: tuple[int, int], image_name: str = "the photo"):
   """The mask file as (H, W) bool holes; ValueError naming it when it is not `shape` (H, W)."""
   path = pathlib.Path(path)
-  with _open_image(path, "mask") as image:
+  with open_image(path, "mask") as image:
     image = PIL.ImageOps.exif_transpose(image)
     if image.mode in ("P", "PA"):  # palette indices are not brightness
       image = image.convert("RGBA")
@@ -195,45 +161,6 @@ def read_mask(path: str | pathlib.Path, shape: tuple[int, int], image_name: str 
 # --------------------------------------------------------------------------- alignment
 
 
-def detect_face(photo: np.ndarray, name: str = "the image") -> tuple[int, int, int, int]:
-  """The largest frontal face of an (H, W, 3) uint8 photo: (x, y, width, height) pixels.
-
-  ValueError naming `name` when there is none.
-  """
-  height, width = photo.shape[:2]
-  shrink = min(1.0, DETECTION_SIDE / max(height, width))
-  gray = cv2.cvtColor(np.ascontiguousarray(photo), cv2.COLOR_RGB2GRAY)
-  if shrink < 1.0:
-    size = (max(1, round(width * shrink)), max(1, round(height * shrink)))
-    gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-  detector = Cascade(lbp_frontal_face_cascade_filename())
-  found = detector.detect_multi_scale(
-    img=gray.astype(np.float32) / 255.0, scale_factor=1.1, step_ratio=1, min_size=(24, 24),
-    max_size=gray.shape, min_neighbor_number=4, intersection_score_threshold=0.5,
-  )  # fmt: skip
-  if not found:
-    raise InputFileError(
-      f"no face found in {name}: the detector needs a roughly frontal face at least "
-      f"{round(24 / shrink)} px wide"
-    )
-  best = max(found, key=lambda d: d["width"] * d["height"])
-  return tuple(round(v / shrink) for v in (best["c"], best["r"], best["width"], best["height"]))
-
-
-def landmark_box(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """(..., L, 2) points -> their bounding box's centre (..., 2) and sqrt(width x height) (...)."""
-  landmarks = np.asarray(landmarks, np.float64)
-  low, high = landmarks.min(-2), landmarks.max(-2)
-  return (low + high) / 2, np.sqrt(np.prod(high - low, axis=-1))
-
-
-def framing_from_landmarks(landmarks: np.ndarray, image_size: int) -> Framing:
-  """The median landmark-box centre and size of (N, L, 2) pixel landmarks, image fractions."""
-  centre, size = landmark_box(np.asarray(landmarks) / image_size)  # (N, 2), (N,)
-  middle = np.median(centre, axis=0)
-  return Framing(float(middle[0]), float(middle[1]), float(np.median(size)))
-
-
 def dataset_framing(dataset, count: int = FRAMING_EXAMPLES) -> Framing:
   """`framing_from_landmarks` of a FaceFillDataset's first `count` examples."""
   indices = range(min(count, len(dataset.source)))
@@ -241,82 +168,18 @@ def dataset_framing(dataset, count: int = FRAMING_EXAMPLES) -> Framing:
   return framing_from_landmarks(landmarks, dataset.image_size)
 
 
-def box_for_face(centre, size: float, framing: Framing) -> Box:
-  """The square crop in which a face of landmark-box `centre` (x, y) and `size` (pixels) sits
-  as the dataset's faces do."""
-  side = float(size) / framing.size
-  x = float(centre[0]) - framing.centre_x * side
-  y = float(centre[1]) - framing.centre_y * side
-  return Box(round(x), round(y), max(1, round(side)))
-
-
-def detection_box(detection: tuple[int, int, int, int], framing: Framing) -> Box:
-  """The crop of a detector box (x, y, w, h), through `DETECTOR_TO_LANDMARKS`."""
-  x, y, width, height = detection
-  dx, dy, scale = DETECTOR_TO_LANDMARKS
-  centre = (x + width / 2 + dx * width, y + height / 2 + dy * width)
-  return box_for_face(centre, scale * width, framing)
-
-
-def refine_box(box: Box, landmarks: np.ndarray, crop_size: int, framing: Framing) -> Box | None:
-  """The crop that frames `landmarks` ((L, 2) pixels of the crop of `box` at `crop_size`) as the
-  dataset does; None when they are implausible (see MAX_RESCALE, MAX_SHIFT)."""
-  centre, size = landmark_box(np.asarray(landmarks) / crop_size)  # crop fractions
-  if not (np.all(np.isfinite(centre)) and np.isfinite(size) and size > 0):
-    return None
-  shift = np.abs(centre - (framing.centre_x, framing.centre_y)).max()
-  if not 1 / MAX_RESCALE <= size / framing.size <= MAX_RESCALE or shift > MAX_SHIFT:
-    return None
-  photo_centre = np.array([box.x, box.y]) + centre * box.size
-  return box_for_face(photo_centre, size * box.size, framing)
-
-
 # --------------------------------------------------------------------------- crop and paste
-
-
-def _reflected(start: int, count: int, length: int) -> np.ndarray:
-  """Indices start..start+count-1 into an axis of `length`, mirrored (symmetric) past its ends."""
-  index = np.arange(start, start + count) % (2 * length)
-  return np.where(index < length, index, 2 * length - 1 - index)
-
-
-def _resize(image: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
-  """(h, w[, C]) -> (size, size[, C]): area averaging when shrinking, linear when enlarging."""
-  if nearest:
-    interpolation = cv2.INTER_NEAREST
-  else:
-    interpolation = cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_LINEAR
-  return cv2.resize(image, (size, size), interpolation=interpolation)
-
-
-def crop_image(photo: np.ndarray, box: Box, size: int) -> np.ndarray:
-  """(H, W, 3) uint8 photo -> (size, size, 3) float32 in [0, 1]; mirrored past the edges."""
-  rows = _reflected(box.y, box.size, photo.shape[0])
-  columns = _reflected(box.x, box.size, photo.shape[1])
-  square = photo[np.ix_(rows, columns)].astype(np.float32) / 255.0  # (box.size, box.size, 3)
-  return np.clip(_resize(square, size), 0.0, 1.0)
-
-
-def _window(box: Box, shape: tuple[int, int]):
-  """The part of `box` inside a photo of `shape`: photo slices and the matching box slices."""
-  top, left = max(box.y, 0), max(box.x, 0)
-  bottom, right = min(box.y + box.size, shape[0]), min(box.x + box.size, shape[1])
-  if bottom <= top or right <= left:
-    raise ValueError(f"crop {box} lies outside the {shape[0]} x {shape[1]} photo")
-  photo = (slice(top, bottom), slice(left, right))
-  inside = (slice(top - box.y, bottom - box.y), slice(left - box.x, right - box.x))
-  return photo, inside
 
 
 def crop_mask(mask: np.ndarray, box: Box, size: int) -> np.ndarray:
   """(H, W) bool photo holes -> (size, size) bool crop holes: a crop pixel is a hole when any
   photo pixel under it is (outside the photo nothing is)."""
   square = np.zeros((box.size, box.size), np.float32)
-  photo, inside = _window(box, mask.shape)
+  photo, inside = window(box, mask.shape)
   square[inside] = mask[photo]
   if box.size > size:
     return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA) > 0
-  return _resize(square, size, nearest=True) > 0
+  return resize(square, size, nearest=True) > 0
 
 
 def paste(
@@ -336,12 +199,12 @@ def paste(
     the (H, W, 3) uint8 result, equal to `photo` outside the replaced pixels, and the (H, W)
     bool map of those pixels (holes inside the box and the photo).
   """
-  region, inside = _window(box, photo.shape[:2])
-  upscaled = _resize(np.asarray(completed, np.float32), box.size)  # (box.size, box.size, 3)
+  region, inside = window(box, photo.shape[:2])
+  upscaled = resize(np.asarray(completed, np.float32), box.size)  # (box.size, box.size, 3)
   colours = (np.clip(upscaled, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)[inside]
   replaced = np.zeros(photo.shape[:2], bool)
   if photo_holes is None:
-    replaced[region] = _resize(np.asarray(holes, np.uint8), box.size, nearest=True)[inside] > 0
+    replaced[region] = resize(np.asarray(holes, np.uint8), box.size, nearest=True)[inside] > 0
   else:
     replaced[region] = np.asarray(photo_holes, bool)[region]
   result = photo.copy()

@@ -21,6 +21,7 @@ import PIL.Image
 import pytest
 import skimage.data
 
+from jaxface.data import photos
 from jaxface.errors import InputFileError, NotFoundError, OutputExistsError
 from tests.helpers import REPO, TEST_XLA_FLAGS
 
@@ -65,7 +66,7 @@ def _inside(point, box) -> bool:
   return x <= point[0] < x + width and y <= point[1] < y + height
 
 
-def _crop_coordinates(points, box: cp.Box, size: int) -> np.ndarray:
+def _crop_coordinates(points, box: photos.Box, size: int) -> np.ndarray:
   return (np.asarray(points, np.float64) - (box.x, box.y)) * size / box.size
 
 
@@ -93,7 +94,7 @@ def test_importing_the_command_defines_no_flags():
 
 
 def test_detection_finds_the_astronauts_face(astronaut):
-  box = cp.detect_face(astronaut)
+  box = photos.detect_face(astronaut)
   x, _, width, height = box
   for point in (*EYES, MOUTH):
     assert _inside(point, box), (point, box)
@@ -102,13 +103,13 @@ def test_detection_finds_the_astronauts_face(astronaut):
   assert abs(x + width / 2 - (FACE_BOX[0] + FACE_BOX[2]) / 2) < 15
   # A large photo is searched shrunk: the same face, twice the box.
   big = np.repeat(np.repeat(astronaut, 2, axis=0), 2, axis=1)  # (1024, 1024, 3)
-  np.testing.assert_allclose(cp.detect_face(big), 2 * np.asarray(box), atol=4)
+  np.testing.assert_allclose(photos.detect_face(big), 2 * np.asarray(box), atol=4)
 
 
 def test_no_face_is_an_error_naming_the_image():
   blank = np.full((120, 160, 3), 128, np.uint8)
   with pytest.raises(InputFileError, match=r"no face found in blank\.png"):
-    cp.detect_face(blank, "blank.png")
+    photos.detect_face(blank, "blank.png")
 
 
 # --------------------------------------------------------------------------- alignment
@@ -119,7 +120,7 @@ def test_framing_of_the_smoke_data_and_of_given_landmarks(smoke):
   # Two faces whose landmark boxes are x 10-30, y 20-60 and x 20-40, y 10-60 in 100 px images.
   first = np.array([[10, 20], [30, 60], [20, 40]], np.float32)
   second = np.array([[20, 10], [40, 60], [25, 25]], np.float32)
-  framing = cp.framing_from_landmarks(np.stack([first, second, first]), 100)
+  framing = photos.framing_from_landmarks(np.stack([first, second, first]), 100)
   np.testing.assert_allclose(framing, (0.2, 0.4, np.sqrt(20 * 40) / 100), rtol=1e-6)
   # The smoke (procedural) data are framed as the docstring's measurement on the cpu config.
   measured = cp.dataset_framing(dataset)
@@ -127,8 +128,8 @@ def test_framing_of_the_smoke_data_and_of_given_landmarks(smoke):
 
 
 def test_the_detector_crop_frames_the_astronaut_like_the_training_faces(astronaut):
-  framing = cp.Framing(0.5, 0.57, 0.53)
-  box = cp.detection_box(cp.detect_face(astronaut), framing)
+  framing = photos.Framing(0.5, 0.57, 0.53)
+  box = photos.detection_box(photos.detect_face(astronaut), framing)
   corners = np.array([FACE_BOX[:2], FACE_BOX[2:]])
   centre, size = _box_of(_crop_coordinates(corners, box, 1))
   # The hand-located face box stands in for landmarks: a few percent of slack.
@@ -138,37 +139,38 @@ def test_the_detector_crop_frames_the_astronaut_like_the_training_faces(astronau
 
 def test_box_for_face_and_refinement_put_the_face_at_the_framing(smoke):
   _, dataset, _ = smoke
-  framing = cp.Framing(0.48, 0.58, 0.5)
+  framing = photos.Framing(0.48, 0.58, 0.5)
   example = dataset.source[0]["landmarks"]  # (68, 2) pixels of a 64 px image
   landmarks = np.asarray(example, np.float64) * 3 + (40, 25)  # the face in a larger photo
   centre, size = _box_of(landmarks)
-  box = cp.box_for_face(centre, size, framing)
+  box = photos.box_for_face(centre, size, framing)
   got_centre, got_size = _box_of(_crop_coordinates(landmarks, box, 1))
   np.testing.assert_allclose(got_centre, framing[:2], atol=1 / box.size)
   assert got_size == pytest.approx(framing.size, abs=1 / box.size)
   # Refinement from an off crop (the face 20% small and off centre) lands on the same framing.
-  start = cp.Box(box.x - 30, box.y + 10, round(box.size * 1.2))
-  refined = cp.refine_box(start, _crop_coordinates(landmarks, start, 64), 64, framing)
+  start = photos.Box(box.x - 30, box.y + 10, round(box.size * 1.2))
+  refined = photos.refine_box(start, _crop_coordinates(landmarks, start, 64), 64, framing)
   assert refined is not None
   assert abs(refined.x - box.x) <= 1 and abs(refined.y - box.y) <= 1
   assert abs(refined.size - box.size) <= 1
   # Implausible estimates keep the detector crop.
   inside = _crop_coordinates(landmarks, start, 64)
-  assert cp.refine_box(start, inside * 2.5, 64, framing) is None  # 2.5x too large
-  assert cp.refine_box(start, inside / 2, 64, framing) is None  # half size, off centre
-  assert cp.refine_box(start, inside + np.array([0.3 * 64, 0]), 64, framing) is None  # shifted 0.3
-  assert cp.refine_box(start, np.full_like(inside, np.nan), 64, framing) is None
+  assert photos.refine_box(start, inside * 2.5, 64, framing) is None  # 2.5x too large
+  assert photos.refine_box(start, inside / 2, 64, framing) is None  # half size, off centre
+  shifted = inside + np.array([0.3 * 64, 0])  # 0.3 of the crop to the right
+  assert photos.refine_box(start, shifted, 64, framing) is None
+  assert photos.refine_box(start, np.full_like(inside, np.nan), 64, framing) is None
 
 
 # --------------------------------------------------------------------------- crop and paste
 
 
 def test_crop_is_a_slice_inside_and_a_mirror_outside(astronaut):
-  crop = cp.crop_image(astronaut, cp.Box(100, 50, 64), 64)
+  crop = photos.crop_image(astronaut, photos.Box(100, 50, 64), 64)
   assert crop.shape == (64, 64, 3) and crop.dtype == np.float32
   np.testing.assert_array_equal(np.round(crop * 255), astronaut[50:114, 100:164])
   padded = np.pad(astronaut, ((64, 64), (64, 64), (0, 0)), mode="symmetric")
-  crop = cp.crop_image(astronaut, cp.Box(-20, 470, 64), 64)
+  crop = photos.crop_image(astronaut, photos.Box(-20, 470, 64), 64)
   np.testing.assert_array_equal(np.round(crop * 255), padded[534:598, 44:108])
 
 
@@ -176,21 +178,21 @@ def test_mask_crop_keeps_every_hole(astronaut):
   mask = np.zeros((512, 512), bool)
   mask[150:153, 201:202] = True  # thin: a nearest resize would drop it
   mask[300:340, 250:290] = True
-  box = cp.Box(180, 120, 256)  # 4 photo pixels per crop pixel
+  box = photos.Box(180, 120, 256)  # 4 photo pixels per crop pixel
   holes = cp.crop_mask(mask, box, 64)
   expected = mask[120:376, 180:436].reshape(64, 4, 64, 4).any(axis=(1, 3))
   np.testing.assert_array_equal(holes, expected)
   # Same size: the slice; outside the photo nothing is a hole.
   np.testing.assert_array_equal(
-    cp.crop_mask(mask, cp.Box(200, 140, 64), 64), mask[140:204, 200:264]
+    cp.crop_mask(mask, photos.Box(200, 140, 64), 64), mask[140:204, 200:264]
   )
-  outside = cp.crop_mask(np.ones((512, 512), bool), cp.Box(480, -10, 64), 64)
+  outside = cp.crop_mask(np.ones((512, 512), bool), photos.Box(480, -10, 64), 64)
   assert outside[10:, :32].all() and not outside[:10].any() and not outside[:, 32:].any()
 
 
-@pytest.mark.parametrize("box", [cp.Box(150, 40, 128), cp.Box(-30, 400, 160)])
+@pytest.mark.parametrize("box", [photos.Box(150, 40, 128), photos.Box(-30, 400, 160)])
 def test_paste_back_of_an_unchanged_crop_reproduces_the_photo(astronaut, box):
-  crop = cp.crop_image(astronaut, box, 64)
+  crop = photos.crop_image(astronaut, box, 64)
   everything = np.ones((64, 64), bool)
   result, replaced = cp.paste(astronaut, crop, everything, box)
   rows = slice(max(box.y, 0), min(box.y + box.size, 512))
@@ -204,15 +206,15 @@ def test_paste_back_of_an_unchanged_crop_reproduces_the_photo(astronaut, box):
   # Only the given photo holes change, and a crop of the photo's own size round-trips exactly.
   holes = np.zeros((512, 512), bool)
   holes[100:140, 110:150] = True
-  same = cp.Box(100, 90, 64)
+  same = photos.Box(100, 90, 64)
   result, replaced = cp.paste(
-    astronaut, cp.crop_image(astronaut, same, 64), everything, same, holes
+    astronaut, photos.crop_image(astronaut, same, 64), everything, same, holes
   )
   np.testing.assert_array_equal(replaced, holes & expected_box(same))
   np.testing.assert_array_equal(result, astronaut)
 
 
-def expected_box(box: cp.Box) -> np.ndarray:
+def expected_box(box: photos.Box) -> np.ndarray:
   inside = np.zeros((512, 512), bool)
   inside[max(box.y, 0) : box.y + box.size, max(box.x, 0) : box.x + box.size] = True
   return inside
@@ -331,7 +333,7 @@ def test_the_command_writes_every_output(masked_run, astronaut):
     saved["timings"]
   )
   # The crop shown is the photo's crop at the box the result reports.
-  crop = cp.crop_image(astronaut, cp.Box(**saved["crop"]), 64)
+  crop = photos.crop_image(astronaut, photos.Box(**saved["crop"]), 64)
   np.testing.assert_array_equal(_read(output / "crop_input.png"), np.round(crop * 255))
   summary = cp.describe(result, output)
   assert all(name in summary for name in cp.OUTPUT_FILES) and str(output) in summary
@@ -342,12 +344,12 @@ def test_the_command_changes_only_masked_pixels(masked_run, astronaut):
   completed = _read(output / "completion.png")
   changed = np.any(completed != astronaut, axis=-1)
   assert not changed[~mask].any()  # byte-identical outside the mask
-  in_crop = expected_box(cp.Box(**result["crop"]))
+  in_crop = expected_box(photos.Box(**result["crop"]))
   assert changed[mask & in_crop].mean() > 0.5  # the mouth was filled
   assert result["completed_pixels"] == (mask & in_crop).sum()
   assert result["mask_pixels_outside_crop"] == (mask & ~in_crop).sum() == 12 * 12
   # The crop's masked view hides the mouth.
-  box = cp.Box(**result["crop"])
+  box = photos.Box(**result["crop"])
   mouth = np.round(_crop_coordinates([MOUTH], box, 64)[0]).astype(int)
   assert not _read(output / "crop_masked.png")[mouth[1], mouth[0]].any()
 
@@ -364,5 +366,5 @@ def test_outputs_are_kept_unless_overwrite_then_de_occlusion(
   result = cp.complete_photo(photo_file, run, output, iterations=1, overwrite=True)
   assert result["mask"] is None and result["mask_pixels_outside_crop"] == 0
   changed = np.any(_read(output / "completion.png") != astronaut, axis=-1)
-  assert not changed[~expected_box(cp.Box(**result["crop"]))].any()
+  assert not changed[~expected_box(photos.Box(**result["crop"]))].any()
   assert changed.sum() <= result["completed_pixels"]
