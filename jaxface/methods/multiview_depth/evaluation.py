@@ -5,8 +5,10 @@ sources are scored with the BU-3DFE protocol (`jaxface.metrics.depth`: one
 dataset-wide scale and translation from 9 landmarks, ICP for closest-point
 correspondences only, error in percent of the true depth range):
 
-- `depthnet`: DepthNet's D', denormalised with 3DMMNet's camera distance;
-- `3dmm_only`: the baseline, the depth rendered from 3DMMNet's fit;
+- `depthnet`: DepthNet's D', denormalised at the view's true camera-face
+  distance (a single image cannot tell the absolute distance: see `_sources`);
+- `3dmm_only`: the baseline, the depth rendered from 3DMMNet's fit, moved to
+  the same true distance;
 - `best_fit_3dmm`: the least-squares fit of the same 3DMM to the true mesh,
   rendered in the true camera: what no 3DMM of these modes can beat.
 
@@ -138,13 +140,25 @@ def _image_positions(points: np.ndarray, focal: float, size: int) -> np.ndarray:
   return np.stack([x, y], axis=-1)
 
 
-def _sources(faces, predictions, size: int):
-  """{name: (depths (M, H, W), masks (M, H, W))} of the three scored depth sources."""
+def _sources(faces, predictions, config):
+  """{name: (depths (M, H, W), masks (M, H, W))} of the three scored depth sources.
+
+  Each is placed at the view's true camera-face distance xi_V: DepthNet
+  predicts depth relative to the nose tip (eq. 7) and a single image cannot
+  tell the absolute distance, and one dataset-wide translation (the
+  protocol's alignment) cannot undo a per-face distance error. 3DMMNet's own
+  distance error is reported apart (`pose/distance_error_pct`).
+  """
+  mv, size = config.multiview, config.data.image_size
   true_mask = faces["mask"].reshape(-1, size, size) > 0
   fit_depth = faces["fit_depth"].reshape(-1, size, size)
+  distance = -faces["translation"].reshape(-1, 3)[:, 2]  # (M,) the true xi_V
+  fit_distance = -predictions["translation"][:, 2]
+  depthnet = (predictions["depth"] - mv.depth_c) / mv.depth_a + distance[:, None, None]
+  moved_fit = predictions["fit_depth"] + (distance - fit_distance)[:, None, None]
   return {
-    "depthnet": (predictions["metric_depth"], predictions["face"]),
-    "3dmm_only": (predictions["fit_depth"], predictions["fit_mask"]),
+    "depthnet": (depthnet, predictions["face"]),
+    "3dmm_only": (moved_fit, predictions["fit_mask"]),
     "best_fit_3dmm": (fit_depth, (fit_depth > 0) & true_mask),
   }
 
@@ -163,7 +177,7 @@ def _protocol_errors(faces, predictions, config, name_prefix: str, florence: boo
   labels = np.repeat(faces["emotion"], views)
   codes = [EXPRESSION_CODES.get(EMOTION_NAMES[e], str(e)) if e >= 0 else "none" for e in labels]
   metrics = {}
-  for name, (depths, masks) in _sources(faces, predictions, size).items():
+  for name, (depths, masks) in _sources(faces, predictions, config).items():
     if florence and name == "best_fit_3dmm":
       continue  # the Florence faces are neutral: no fit is stored for them
     points = [depth_points(d, m, focal) for d, m in zip(depths, masks, strict=True)]
@@ -254,6 +268,9 @@ def evaluate(state: State, dataset, config) -> dict[str, float]:
   true_rotation = faces["rotation"].reshape(-1, 3, 3)
   cosine = (np.einsum("nij,nij->n", true_rotation, predictions["rotation"]) - 1.0) / 2.0
   metrics["pose/rotation_error_deg"] = float(np.degrees(np.arccos(np.clip(cosine, -1, 1))).mean())
+  true_distance = -faces["translation"].reshape(-1, 3)[:, 2]
+  distance_error = np.abs(-predictions["translation"][:, 2] - true_distance) / true_distance
+  metrics["pose/distance_error_pct"] = float(100 * distance_error.mean())
   if dataset.florence is not None:
     florence = _read(dataset.florence)
     images = florence["image"].reshape(-1, size, size, 3).astype(np.float32) / 255.0

@@ -8,9 +8,14 @@ import json
 
 import jax
 import numpy as np
+import PIL.Image
 import pytest
+import skimage.data
 
 from jaxface import training
+from jaxface.errors import NotFoundError, OutputExistsError
+from jaxface.io.mesh import load_mesh
+from jaxface.methods.multiview_depth import predict
 from tests.helpers import run_training
 
 STAGE_STEPS = 3  # the smoke command's steps per stage
@@ -97,3 +102,33 @@ def test_a_standalone_ablation_depth_stage_warm_starts_3dmmnet(smoke_run, tmp_pa
   source = training.load_run(smoke_run, 3).state  # the 3DMM stage's end
   assert _params_changed(source, ablation) >= {"depth"}
   assert "three_dmm" not in _params_changed(source, ablation)  # taken, and kept frozen
+
+
+def test_the_photo_command_on_the_astronaut(smoke_run, tmp_path):
+  photo = tmp_path / "astronaut.png"
+  PIL.Image.fromarray(skimage.data.astronaut()).save(photo)
+  output = tmp_path / "out"
+  result = predict.predict_photo(photo, smoke_run, output)
+  assert {p.name for p in output.iterdir()} == set(predict.OUTPUT_FILES)
+  vertices, triangles = load_mesh(output / "face.ply")
+  assert len(vertices) == result["vertices"] == result["face_pixels"] > 0
+  assert len(triangles) == result["triangles"]
+  overview = np.asarray(PIL.Image.open(output / "overview.png"))
+  assert overview.shape[1] == 5 * overview.shape[0]  # crop, depth, normals, two mesh views
+  with pytest.raises(OutputExistsError, match="overwrite"):
+    predict.predict_photo(photo, smoke_run, output)
+  with pytest.raises(NotFoundError, match=r"missing\.png"):
+    predict.predict_photo(tmp_path / "missing.png", smoke_run, tmp_path / "other")
+  assert not (tmp_path / "other").exists()
+
+
+def test_depth_mesh_triangulates_face_squares_without_silhouette_jumps():
+  face = np.zeros((4, 4), bool)
+  face[:3, :2] = True  # a 3 x 2 block: two pixel squares
+  depth = np.full((4, 4), 10.0)
+  points = np.stack([*np.meshgrid(np.arange(4.0), np.arange(4.0), indexing="xy"), depth], -1)
+  vertices, triangles = predict.depth_mesh(points, face, depth, height=20.0)
+  assert vertices.shape == (6, 3) and triangles.shape == (4, 3)
+  depth[2, 0] = 15.0  # a jump of 5 > 0.05 * 20: the lower square is a silhouette
+  _, triangles = predict.depth_mesh(points, face, depth, height=20.0)
+  assert triangles.shape == (2, 3)
