@@ -21,7 +21,8 @@ Variants (`file.py:variant[,key=value...]`):
   default   the paper's settings (360 x 360) on ICT-FaceKit when $JAXFACE_DATA has
             it, else on the procedural model.
   paper     the same, but requires ICT-FaceKit.
-  cpu       procedural model, 64 x 64 images, narrow networks (about an hour per stage).
+  cpu       procedural model, 64 x 64 images, narrow networks, 3000 / 1000 steps
+            (about 20 / 30 minutes on the 2-core CPU, evaluation included).
   smoke     procedural model, tiny (used by the tests).
 Arguments: stage=all|3dmm|depth (default all),
 ablation=none|no_multiview|no_suitability|no_occlusion (or the ablation alone as the variant),
@@ -153,7 +154,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     data.image_size = 64
     data.num_synthetic, data.num_real, data.num_test, data.num_florence = 600, 600, 64, 16
     config.batch_size = 8
-    mv.steps_3dmm, mv.steps_depth = 6000, 3000
+    mv.steps_3dmm, mv.steps_depth = 3000, 1000
     mv.num_identity = 10
     mv.depth_widths = (16, 32, 64, 128)
     mv.suitability_widths = (8, 16, 32, 64)

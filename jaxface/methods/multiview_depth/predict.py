@@ -83,7 +83,8 @@ def training_framing(state: State, config) -> Framing:
 
 
 def depth_mesh(points: np.ndarray, face: np.ndarray, depth: np.ndarray, height: float):
-  """A triangle mesh of the face pixels: (V, 3) vertices and (F, 3) triangles.
+  """A triangle mesh of the face pixels: (V, 3) vertices, (F, 3) triangles and the (H, W) bool
+  map of the pixels that became vertices (those of at least one triangle).
 
   Args:
     points: (H, W, 3) every pixel's 3D point; face: (H, W) bool; depth: (H, W) camera depth.
@@ -97,7 +98,10 @@ def depth_mesh(points: np.ndarray, face: np.ndarray, depth: np.ndarray, height: 
   quads = corners[keep]  # (Q, 4): top-left, top-right, bottom-right, bottom-left
   # Counter-clockwise seen from the camera (image y points down, camera y up).
   triangles = np.concatenate([quads[:, [0, 3, 2]], quads[:, [0, 2, 1]]])
-  return points[face].astype(np.float32), triangles.astype(np.int32)
+  used = np.zeros(face.shape, bool)
+  used[face] = np.isin(np.arange(face.sum()), triangles)
+  renumber = np.cumsum(used[face]) - 1  # old vertex id -> id among the used ones
+  return points[used].astype(np.float32), renumber[triangles].astype(np.int32), used
 
 
 def _png(path: pathlib.Path, image: np.ndarray) -> None:
@@ -176,7 +180,7 @@ def predict_photo(image, workdir, output, *, step=None, overwrite: bool = False)
   points = np.asarray(camera.unproject(pixels, jnp.asarray(metric.reshape(-1)))).reshape(
     size, size, 3
   )
-  vertices, triangles = depth_mesh(points, face, metric, float(state.arrays.face_height))
+  vertices, triangles, used = depth_mesh(points, face, metric, float(state.arrays.face_height))
   now = lap("mesh", now)
 
   output.mkdir(parents=True, exist_ok=True)
@@ -184,7 +188,7 @@ def predict_photo(image, workdir, output, *, step=None, overwrite: bool = False)
   _png(output / "crop.png", crop)
   _png(output / "depth.png", grey(normalized * face))
   _png(output / "normals.png", normals)
-  uv = np.stack([cols[face] / size, 1.0 - rows[face] / size], -1)  # (V, 2): the crop's texel
+  uv = np.stack([cols[used] / size, 1.0 - rows[used] / size], -1)  # (V, 2): the crop's texel
   for name in ("face.obj", "face.ply"):  # textured by the crop (PLY: as vertex colours)
     export_mesh(output / name, vertices, triangles, uv=uv, texture=crop, overwrite=True)
   views = _shaded_views(vertices, triangles, camera, size) if len(triangles) else []
