@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import pathlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -24,7 +25,18 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from jaxface.errors import USER_ERROR_EXIT_CODE, UserError
+from jaxface.errors import USER_ERROR_EXIT_CODE, OutputExistsError, UserError
+
+
+def check_outputs(output: pathlib.Path, names: Sequence[str], overwrite: bool) -> None:
+  """A command's --output folder: OutputExistsError (one line) when it is a file, or when one of
+  the files it would write exists and `overwrite` is off. Checked before any work."""
+  output = pathlib.Path(output)
+  if output.exists() and not output.is_dir():
+    raise OutputExistsError(f"--output {output} is a file, not a folder")
+  for name in names:
+    if (output / name).exists() and not overwrite:
+      raise OutputExistsError(f"{output / name} exists: pass --overwrite to replace it")
 
 
 def configure_logging(library_logs: bool = False) -> None:

@@ -168,7 +168,7 @@ def _quantise(image: np.ndarray) -> np.ndarray:
   return (np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
-def _views(kind: str, rng: np.random.Generator, index: int):
+def _views(kind: str, rng: np.random.Generator):
   """(elevation, azimuth, roll) per view in degrees and each view's rig camera (-1 off the rig)."""
   if kind == "synthetic":
     angles = [
@@ -272,7 +272,7 @@ def face_views_example(
   shininess, highlight = rng.uniform(15.0, 50.0), rng.uniform(0.25, 0.6) * specular_strength
   focal = np.float32(focal_length(image_size))
   distance = face_height * rng.uniform(*DISTANCE_RANGE)
-  angles, cameras = _views(kind, rng, index)
+  angles, cameras = _views(kind, rng)
   responses = camera_responses()
   draw = image_renderer(model, image_size, "world")
   landmarks_3d = vertices[np.asarray(model.landmarks)]

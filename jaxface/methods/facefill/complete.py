@@ -99,7 +99,7 @@ from jaxface.data.photos import (
   resize,
   window,
 )
-from jaxface.errors import ConfigError, InputFileError, OutputExistsError
+from jaxface.errors import ConfigError, InputFileError
 from jaxface.methods.facefill import pipeline
 from jaxface.methods.facefill.data import create_dataset
 from jaxface.training import load_run
@@ -222,14 +222,6 @@ def _png(path: pathlib.Path, image) -> None:
   PIL.Image.fromarray(image).save(path)
 
 
-def _check_outputs(output: pathlib.Path, overwrite: bool) -> None:
-  if output.exists() and not output.is_dir():
-    raise OutputExistsError(f"--output {output} is a file, not a folder")
-  for name in OUTPUT_FILES:
-    if (output / name).exists() and not overwrite:
-      raise OutputExistsError(f"{output / name} exists: pass --overwrite to replace it")
-
-
 def complete_photo(
   image: str | pathlib.Path,
   workdir: str | pathlib.Path,
@@ -253,7 +245,7 @@ def complete_photo(
   image, output = pathlib.Path(image), pathlib.Path(output)
   if iterations is not None and int(iterations) < 1:
     raise ConfigError(f"--iterations must be >= 1, got {iterations}")
-  _check_outputs(output, overwrite)
+  cli.check_outputs(output, OUTPUT_FILES, overwrite)
   photo = read_image(image)  # (H, W, 3) uint8
   holes = None if mask is None else read_mask(mask, photo.shape[:2], f"the photo {image}")
   now = lap("read", started)

@@ -17,8 +17,6 @@ one 3DMMNet.
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -109,7 +107,7 @@ def create_state(config: ml_collections.ConfigDict, rng: jax.Array, dataset: Pai
   seeds = [int(s) for s in np.asarray(jax.random.randint(rng, (4,), 0, 2**31 - 1))]
   size = config.data.image_size
   image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-  init = functools.partial(host_init_variables)
+  init = host_init_variables
   variables = {
     "three_dmm": init(
       networks.three_dmm_net(config, arrays), image, arrays.face_height, seed=seeds[0]

@@ -51,7 +51,6 @@ from jaxface.data.photos import (
   read_image,
   refine_box,
 )
-from jaxface.errors import OutputExistsError
 from jaxface.geometry.transforms import euler_to_matrix
 from jaxface.io.mesh import export_mesh
 from jaxface.methods.multiview_depth import geometry
@@ -136,11 +135,7 @@ def predict_photo(image, workdir, output, *, step=None, overwrite: bool = False)
     return now
 
   image, output = pathlib.Path(image), pathlib.Path(output)
-  if output.exists() and not output.is_dir():
-    raise OutputExistsError(f"--output {output} is a file, not a folder")
-  for name in OUTPUT_FILES:
-    if (output / name).exists() and not overwrite:
-      raise OutputExistsError(f"{output / name} exists: pass --overwrite to replace it")
+  cli.check_outputs(output, OUTPUT_FILES, overwrite)
   photo = read_image(image)
   now = lap("read", started)
   run = load_run(workdir, step, method="multiview_depth", num_devices=1)
