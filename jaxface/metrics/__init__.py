@@ -5,7 +5,7 @@ metrics (diversity, specificity, sparse fitting); `decoupling` the
 embedding-network protocol of the decoupling score; `image` PSNR, SSIM and
 LPIPS by their standard definitions, reported overall and by mask ratio;
 `depth` the BU-3DFE and Florence protocols of face depth maps, ROC AUC and
-mask agreement.
+mask agreement; `spread` the seed-spread intervals and paired gaps of results pages.
 """
 
 from jaxface.metrics.decoupling import (
@@ -53,11 +53,13 @@ from jaxface.metrics.shape import (
   specificity,
   specificity_per_sample,
 )
+from jaxface.metrics.spread import Interval, compare, mean_interval, paired_difference
 
 __all__ = [
   "MASK_RATIO_EDGES",
   "Embedder",
   "EmbeddingNet",
+  "Interval",
   "LpipsUnavailable",
   "LpipsWeights",
   "MaskRatioReport",
@@ -67,6 +69,7 @@ __all__ = [
   "bu3dfe_report",
   "choose_threshold",
   "closest_point_errors",
+  "compare",
   "data_diversity",
   "decoupling_score",
   "fit_sparse",
@@ -79,10 +82,12 @@ __all__ = [
   "lpips_weights_from_tensors",
   "mask_agreement",
   "mask_to_face_ratio",
+  "mean_interval",
   "mean_vertex_distance",
   "mesh_embedding",
   "metrics_by_mask_ratio",
   "normal_images",
+  "paired_difference",
   "psnr",
   "roc_auc",
   "sample_pairs",

@@ -27,6 +27,7 @@ from jaxface.training.pipeline import data_mesh
 from jaxface.training.registry import get_method
 
 CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.jsonl"
 
 
 class Run(NamedTuple):
@@ -59,6 +60,28 @@ def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.loads(path.read_text()))
   except (json.JSONDecodeError, UnicodeDecodeError) as error:
     raise InputFileError(f"{path} is not a readable config ({error})") from None
+
+
+def latest_evaluation(workdir: str | pathlib.Path, marker: str) -> dict[str, float]:
+  """The last evaluation a run logged: its `eval/` scalars without the prefix.
+
+  An evaluation is a metrics.jsonl record holding `eval/<marker>` (written at
+  the end of training or by `train/main.py --mode=evaluate`).
+  """
+  path = pathlib.Path(workdir) / METRICS_FILE
+  if not path.exists():
+    raise NotFoundError(f"{path} not found: is {workdir} a training run's folder?")
+  try:
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+  except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    raise InputFileError(f"{path} is not a metrics log ({error})") from None
+  evaluations = [record for record in records if f"eval/{marker}" in record]
+  if not evaluations:
+    raise InputFileError(
+      f"{path} holds no evaluation with eval/{marker}: evaluate the run with "
+      f"`python train/main.py --config=... --workdir={workdir} --mode=evaluate`"
+    )
+  return {k.removeprefix("eval/"): v for k, v in evaluations[-1].items() if k.startswith("eval/")}
 
 
 def load_run(

@@ -16,36 +16,17 @@ unavailable when the runs had no LPIPS weights.
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 from jaxface import cli
-from jaxface.errors import ConfigError, InputFileError, NotFoundError
-from jaxface.training.runs import CONFIG_FILE, read_config
+from jaxface.errors import ConfigError, InputFileError
+from jaxface.training.runs import CONFIG_FILE, latest_evaluation, read_config
 
 #: Classical baselines, in table order, with their display names.
 BASELINES = {"telea": "Telea (OpenCV)", "navier_stokes": "Navier-Stokes (OpenCV)",
              "biharmonic": "biharmonic (scikit-image)"}  # fmt: skip
 METRICS = {"psnr": ("PSNR (dB, higher is better)", 2), "ssim": ("SSIM (higher is better)", 4),
            "lpips": ("LPIPS (lower is better)", 4)}  # fmt: skip
-
-
-def latest_evaluation(workdir: str | pathlib.Path) -> dict[str, float]:
-  """The last metrics.jsonl record holding `eval/psnr/all`, without the "eval/" prefix."""
-  path = pathlib.Path(workdir) / "metrics.jsonl"
-  if not path.exists():
-    raise NotFoundError(f"{path} not found: is {workdir} a training run's folder?")
-  try:
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-  except (json.JSONDecodeError, UnicodeDecodeError) as error:
-    raise InputFileError(f"{path} is not a metrics log ({error})") from None
-  evaluations = [r for r in records if "eval/psnr/all" in r]
-  if not evaluations:
-    raise InputFileError(
-      f"{path} holds no completion evaluation (eval/psnr/all): evaluate the run with "
-      f"`python train/main.py --config=... --workdir={workdir} --mode=evaluate`"
-    )
-  return {k.removeprefix("eval/"): v for k, v in evaluations[-1].items() if k.startswith("eval/")}
 
 
 def run_label(workdir: pathlib.Path) -> str:
@@ -68,7 +49,7 @@ def report(arguments: list[str]) -> str:
   for argument in arguments:
     label, _, path = argument.rpartition("=")
     workdir = pathlib.Path(path)
-    rows.append((label or run_label(workdir), latest_evaluation(workdir)))
+    rows.append((label or run_label(workdir), latest_evaluation(workdir, "psnr/all")))
   buckets = _buckets(rows[0][1])
   for label, evaluation in rows[1:]:
     if _buckets(evaluation) != buckets or any(

@@ -1,0 +1,191 @@
+r"""Prints the multi-view depth results over seeds: Tables I-III with intervals, a gap per claim.
+
+    python -m jaxface.methods.multiview_depth.report runs/mvd_full_s0 runs/mvd_full_s1 \
+        runs/mvd_no_multiview_s0 runs/mvd_no_multiview_s1 ...
+
+Each argument is an evaluated depth-stage workdir (or LABEL=WORKDIR); the
+latest evaluation in its metrics.jsonl is used. Runs are grouped by label
+(their config's ablation, "full" for none) and paired across groups by
+their `config.seed`. Every figure is the mean over a group's runs with its
+95% Student-t interval (`jaxface.metrics.spread`); every gap is the paired
+interval of per-seed differences (of per-run differences where both figures
+come from one run, as DepthNet against its own frozen 3DMMNet), with the
+verdict "better", "worse" or "within noise".
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+from jaxface import cli
+from jaxface.errors import ConfigError, InputFileError
+from jaxface.metrics.spread import compare, mean_interval, paired_difference
+from jaxface.training.runs import latest_evaluation, read_config
+
+EXPRESSIONS = ("NE", "AN", "DI", "FE", "HA", "SA", "SU", "CO")
+FULL = "full"
+MARKER = "bu3dfe/depthnet/mean"
+
+
+class Group:
+  """The evaluations of one label, by seed."""
+
+  def __init__(self, label: str):
+    self.label = label
+    self.by_seed: dict[int, dict[str, float]] = {}
+    self.three_dmm_runs: set[str] = set()
+
+  def values(self, key: str, seeds=None) -> list[float]:
+    seeds = sorted(self.by_seed) if seeds is None else seeds
+    missing = [s for s in seeds if key not in self.by_seed[s]]
+    if missing:
+      raise InputFileError(f"runs {self.label!r} seeds {missing} have no eval/{key}")
+    return [float(self.by_seed[s][key]) for s in seeds]
+
+
+def collect(arguments: list[str]) -> dict[str, Group]:
+  """Groups of evaluated runs from PATH or LABEL=PATH arguments, the full model's first."""
+  if not arguments:
+    raise ConfigError("give at least one evaluated multiview_depth workdir")
+  groups: dict[str, Group] = {}
+  for argument in arguments:
+    label, _, path = argument.rpartition("=")
+    workdir = pathlib.Path(path)
+    config = read_config(workdir)
+    if config.get("method") != "multiview_depth":
+      raise InputFileError(f"{workdir} is a {config.get('method')!r} run, not multiview_depth")
+    if not label:
+      label = FULL if config.ablation == "none" else str(config.ablation)
+    group = groups.setdefault(label, Group(label))
+    seed = int(config.seed)
+    if seed in group.by_seed:
+      raise InputFileError(f"{workdir}: a second {label!r} run with seed {seed}")
+    group.by_seed[seed] = latest_evaluation(workdir, MARKER)
+    group.three_dmm_runs.add(str(config.warm_start.three_dmm.workdir) or str(workdir))
+  return dict(sorted(groups.items(), key=lambda item: item[0] != FULL))
+
+
+def _cell(values: list[float], digits: int = 2) -> str:
+  return mean_interval(values).format(digits)
+
+
+def _seed_mean(group: Group, key: str) -> float:
+  return mean_interval(group.values(key)).mean
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+  lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+  return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
+
+
+def depth_tables(groups: dict[str, Group]) -> list[str]:
+  """Tables I (BU-3DFE), II (by expression) and III (Florence) for DepthNet and the 3DMM rows."""
+  first = next(iter(groups.values()))
+  rows = [(f"DepthNet ({g.label})", g, "depthnet") for g in groups.values()]
+  rows.append(("3DMMNet only", first, "3dmm_only"))
+  out = ["BU-3DFE protocol, error in % of the depth range (lower is better); Florence NME:", ""]
+  body = []
+  for name, group, method in rows:
+    bu3dfe = f"bu3dfe/{method}"
+    body.append([
+      name, _cell(group.values(f"{bu3dfe}/mean")), _cell(group.values(f"{bu3dfe}/median")),
+      _cell(group.values(f"{bu3dfe}/p90")), _cell(group.values(f"florence/{method}/nme"), 4),
+      str(len(group.by_seed)),
+    ])  # fmt: skip
+  best = first.values("bu3dfe/best_fit_3dmm/mean")[0]
+  body.append(["best 3DMM fit (the 3DMM's floor)", f"{best:.2f}", "", "", "", "-"])
+  out += _table(["method", "mean", "median", "p90", "Florence NME", "seeds"], body)
+  out += ["By expression (mean over seeds, % of the depth range):", ""]
+  body = [
+    [name, *(f"{_seed_mean(group, f'bu3dfe/{method}/{e}'):.2f}" for e in EXPRESSIONS)]
+    for name, group, method in rows
+  ]
+  out += _table(["method", *EXPRESSIONS], body)
+  return out
+
+
+def instrument_table(groups: dict[str, Group]) -> list[str]:
+  """The instruments: suitability vs specularity, occlusion vs true co-visibility, the pose."""
+  columns = [
+    ("suitability AUC", "suitability/specular_auc", 3),
+    ("occlusion IoU", "occlusion/iou", 3),
+    ("precision", "occlusion/precision", 3),
+    ("recall", "occlusion/recall", 3),
+    ("rotation error (deg)", "pose/rotation_error_deg", 2),
+    ("distance error (%)", "pose/distance_error_pct", 2),
+  ]
+  body = []
+  for group in groups.values():
+    row = [group.label]
+    for _, key, digits in columns:
+      have = all(key in e for e in group.by_seed.values())
+      row.append(_cell(group.values(key), digits) if have else "n/a")
+    body.append(row)
+  header = ["runs", *(title for title, _, _ in columns)]
+  title = "Instruments (suitability and occlusion masks, 3DMMNet's pose):"
+  return [title, "", *_table(header, body)]
+
+
+def _gap_row(claim: str, metric: str, first: list[float], second: list[float], lower_better=True):
+  gap = paired_difference(first, second)
+  digits = 4 if "NME" in metric or "AUC" in metric else 2
+  return [claim, metric, gap.format(digits), str(gap.n), compare(gap, lower_better)]
+
+
+def claim_table(groups: dict[str, Group]) -> list[str]:
+  """One paired gap per claim of the paper, the full model first in every difference."""
+  if FULL not in groups:
+    return ["(no full-model runs: the claims' gaps need them)", ""]
+  full = groups[FULL]
+  body = []
+  seeds = sorted(full.by_seed)
+  for metric, key in (("BU-3DFE mean", "bu3dfe/{}/mean"), ("Florence NME", "florence/{}/nme")):
+    body.append(_gap_row(
+      "1: DepthNet - its 3DMMNet", metric,
+      full.values(key.format("depthnet"), seeds), full.values(key.format("3dmm_only"), seeds),
+    ))  # fmt: skip
+  claims = {"no_multiview": "2: full - synthetic only", "no_occlusion": "3: full - no occlusion",
+            "no_suitability": "3: full - no suitability"}  # fmt: skip
+  for label, claim in claims.items():
+    if label not in groups:
+      continue
+    shared = sorted(set(seeds) & set(groups[label].by_seed))
+    if not shared:
+      continue
+    other = groups[label]
+    for metric, key in (("BU-3DFE mean", "bu3dfe/{}/mean"), ("Florence NME", "florence/{}/nme")):
+      key = key.format("depthnet")
+      body.append(_gap_row(claim, metric, full.values(key, shared), other.values(key, shared)))
+    if label == "no_multiview":
+      key = "suitability/specular_auc"
+      body.append(_gap_row(
+        claim, "suitability AUC", full.values(key, shared), other.values(key, shared), False
+      ))  # fmt: skip
+  header = ["claim", "metric", "gap", "pairs", "verdict"]
+  title = "Claims: paired gaps (95% interval of the per-seed difference):"
+  return [title, "", *_table(header, body)]
+
+
+def report(arguments: list[str]) -> str:
+  """Markdown for the runs given as PATH or LABEL=PATH."""
+  groups = collect(arguments)
+  three_dmm = set().union(*(g.three_dmm_runs for g in groups.values()))
+  seeds = ", ".join(f"{g.label}: {sorted(g.by_seed)}" for g in groups.values())
+  out = [
+    f"Runs by seed: {seeds}. Frozen 3DMMNets: {len(three_dmm)} "
+    "(the '3DMMNet only' spread is over those).",
+    "",
+  ]
+  out += depth_tables(groups) + instrument_table(groups) + claim_table(groups)
+  return "\n".join(out).rstrip() + "\n"
+
+
+def main(arguments: list[str]) -> None:
+  if not arguments or arguments[0] in ("-h", "--help"):
+    print(__doc__)
+    return
+  print(report(arguments), end="")
+
+
+if __name__ == "__main__":
+  cli.run_plain(main)

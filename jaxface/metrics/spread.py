@@ -1,0 +1,81 @@
+"""The spread of a result over repeated runs: Student-t confidence intervals and paired gaps.
+
+Results pages compare methods trained with several seeds. A figure is
+reported as its mean with a two-sided confidence interval for the mean
+(Student's t with n - 1 degrees of freedom, the seeds taken as independent
+draws), and a comparison of two methods trained on the same seeds as the
+interval of their per-seed differences (the paired t interval), which
+removes the variation both share (data order, initialisation). A gap whose
+interval holds 0 is within noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+  """A mean over `n` runs and its confidence interval [low, high] (NaN when n < 2)."""
+
+  mean: float
+  low: float
+  high: float
+  n: int
+  level: float
+
+  @property
+  def half_width(self) -> float:
+    return (self.high - self.low) / 2.0
+
+  def excludes(self, value: float = 0.0) -> bool:
+    """Whether `value` lies outside the interval (False when there is none)."""
+    return self.n >= 2 and not self.low <= value <= self.high
+
+  def format(self, digits: int = 2) -> str:
+    """ "10.09 ± 0.42" (the interval's half width), or "10.09" for a single run."""
+    if self.n < 2:
+      return f"{self.mean:.{digits}f}"
+    return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
+
+
+def mean_interval(values: Sequence[float], level: float = 0.95) -> Interval:
+  """The mean of `values` with its two-sided Student-t interval at `level`."""
+  if not 0.0 < level < 1.0:
+    raise ValueError(f"level must be in (0, 1), got {level}")
+  sample = np.asarray(values, np.float64).reshape(-1)
+  if sample.size == 0:
+    raise ValueError("mean_interval needs at least one value")
+  if not np.all(np.isfinite(sample)):
+    raise ValueError(f"mean_interval got non-finite values: {sample.tolist()}")
+  mean, n = float(sample.mean()), int(sample.size)
+  if n < 2:
+    return Interval(mean, math.nan, math.nan, n, level)
+  standard_error = float(sample.std(ddof=1)) / math.sqrt(n)
+  half = float(stats.t.ppf(0.5 + level / 2.0, df=n - 1)) * standard_error
+  return Interval(mean, mean - half, mean + half, n, level)
+
+
+def paired_difference(
+  first: Sequence[float], second: Sequence[float], level: float = 0.95
+) -> Interval:
+  """The interval of mean(first - second) over runs paired by position (e.g. by seed)."""
+  a, b = np.asarray(first, np.float64), np.asarray(second, np.float64)
+  if a.shape != b.shape:
+    raise ValueError(f"paired_difference needs matched runs, got {a.shape} and {b.shape}")
+  return mean_interval(a - b, level)
+
+
+def compare(gap: Interval, lower_is_better: bool = True) -> str:
+  """A verdict on a gap first - second: "better", "worse", "within noise" or "one run only"."""
+  if gap.n < 2:
+    return "one run only"
+  if not gap.excludes(0.0):
+    return "within noise"
+  first_lower = gap.high < 0.0
+  return "better" if first_lower == lower_is_better else "worse"
