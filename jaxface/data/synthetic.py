@@ -7,8 +7,9 @@ dataset can be regenerated bit for bit and read by random access.
   for a configurable fraction of examples, an expression label among the 7
   basic emotions (+ neutral), each written as ARKit blendshape weights. The
   expression response depends smoothly and non-linearly on identity
-  (intensity and blendshape mix vary with the identity code), so decoupling
-  identity from expression is not a linear problem. Optionally (setting
+  (intensity and blendshape mix vary with the identity code:
+  `personal.expression_response`), so decoupling identity from expression
+  is not a linear problem. Optionally (setting
   `viseme_fraction`) a third factor, a viseme (mouth shape of a phoneme
   group, `VISEMES`), is added on top, with its own sparse labels.
 - `face_image_example`: a rendered face (jaxface's renderer) with its
@@ -23,6 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxface.data.personal import (
+  expression_response,
+  personal_albedo,
+  personal_rig,
+  personal_shape,
+)
 from jaxface.geometry.camera import PerspectiveCamera, focal_from_fov
 from jaxface.geometry.transforms import euler_to_matrix
 from jaxface.morphable.model import MorphableModel
@@ -128,14 +135,8 @@ def registered_mesh_example(
   code = identity_codes(model, num_identities, seed)[identity]
   emotion = int(rng.integers(len(EMOTION_NAMES)))
   intensity = rng.uniform(0.5, 1.0)
-  # Identity-dependent, non-linear response: how strongly and with which
-  # mix of blendshapes this person makes the expression.
-  strength = intensity * (1.0 + 0.35 * np.tanh(code[0])) * (1.0 + 0.15 * np.sin(2.0 * code[1]))
   weights = emotion_vector(model, EMOTION_NAMES[emotion])
-  mix = 1.0 + 0.3 * np.sin(np.arange(len(weights)) + 1.5 * code[2 % len(code)])
-  expression = np.clip(strength * weights * mix, 0.0, 1.0) ** (
-    1.0 + 0.2 * np.tanh(code[3 % len(code)])
-  )
+  expression = expression_response(code, weights, intensity)
   labelled = rng.uniform() < labelled_fraction
   visemes = {}
   if viseme_fraction > 0:
@@ -228,10 +229,17 @@ def render_scene(model: MorphableModel, scene: dict, image_size: int, sh_frame: 
 
   The face is centred at the origin; `scene["pose"]` (pitch, yaw, roll) is
   the world-to-camera rotation and `scene["translation"]` the translation.
+  A scene with a `"rig"` (`personal.PersonalRig`) is the person's own
+  expression geometry and albedo rather than the generic rig's.
   """
-  vertices = model.shape(scene["identity"], scene["expression"])
+  rig = scene.get("rig")
+  if rig is None:
+    vertices = model.shape(scene["identity"], scene["expression"])
+    albedo = jnp.clip(model.albedo(scene["albedo_coefficients"]), 0.0, 1.0)
+  else:
+    vertices = personal_shape(model, rig, scene["identity"], scene["expression"])
+    albedo = personal_albedo(model, rig, scene["albedo_coefficients"], scene["expression"])
   vertices = vertices - jnp.asarray(np.asarray(model.vertices).mean(axis=0))
-  albedo = jnp.clip(model.albedo(scene["albedo_coefficients"]), 0.0, 1.0)
   draw = image_renderer(model, image_size, sh_frame)
   return draw(
     vertices,
@@ -341,10 +349,25 @@ def multiview_pair_example(
 
 
 def sequence_example(
-  model: MorphableModel, index: int, *, seed: int, image_size: int, num_frames: int
+  model: MorphableModel,
+  index: int,
+  *,
+  seed: int,
+  image_size: int,
+  num_frames: int,
+  personal_strength: float = 0.0,
 ) -> dict:
-  """Frames of one person with smoothly varying expression, pose and light (dataset (d))."""
+  """Frames of one person with smoothly varying expression, pose and light (dataset (d)).
+
+  With `personal_strength` > 0 the person's expressions use their own rig
+  (`personal.personal_rig` at that shape and albedo strength): identity-specific
+  blendshape corrections and expression-dependent albedo. 0 is the generic rig.
+  """
   base = sample_scene(model, index, seed, image_size)
+  if personal_strength > 0:
+    base["rig"] = personal_rig(
+      model, base["identity"], shape_strength=personal_strength, albedo_strength=personal_strength
+    )
   rng = example_rng(seed, index, 6)
   time = np.linspace(0.0, 1.0, num_frames)[:, None]
   phases = rng.uniform(0, 2 * np.pi, (2, model.num_expression))

@@ -161,6 +161,25 @@ def test_sequences_keep_the_person_and_vary_the_frames(procedural):
   np.testing.assert_array_equal(again["image"], example["image"])
 
 
+def test_personal_sequences_use_the_persons_rig_and_only_while_expressing(procedural):
+  from jaxface.data import personal, synthetic
+
+  generic = synthetic.sequence_example(procedural, 2, seed=5, image_size=48, num_frames=3)
+  own = synthetic.sequence_example(
+    procedural, 2, seed=5, image_size=48, num_frames=3, personal_strength=1.0
+  )
+  np.testing.assert_array_equal(own["pose"], generic["pose"])
+  np.testing.assert_array_equal(own["expression"], generic["expression"])
+  assert np.abs(own["image"].astype(int) - generic["image"].astype(int)).max() > 10
+  # A neutral face is the same person with either rig.
+  scene = synthetic.sample_scene(procedural, 2, 5, 48)
+  scene["expression"] = np.zeros_like(scene["expression"])
+  with_rig = dict(scene, rig=personal.personal_rig(procedural, scene["identity"]))
+  plain, _ = synthetic.render_scene(procedural, scene, 48)
+  personalised, _ = synthetic.render_scene(procedural, with_rig, 48)
+  np.testing.assert_allclose(np.asarray(personalised.image), np.asarray(plain.image), atol=1e-5)
+
+
 @pytest.mark.parametrize(
   ("kind", "settings"),
   [("multiview_pairs", dict(image_size=32)), ("sequences", dict(image_size=32, num_frames=2)),
