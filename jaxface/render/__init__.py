@@ -21,7 +21,14 @@ from jaxface.render.shading import (
   sh_basis,
   sh_irradiance,
 )
-from jaxface.render.texture import bilinear, sample_texture, unwrap
+from jaxface.render.texture import (
+  VertexUVTable,
+  bilinear,
+  sample_at_vertices,
+  sample_texture,
+  unwrap,
+  vertex_uv_table,
+)
 from jaxface.render.warp import covisibility, reproject, warp
 
 __all__ = [
@@ -29,6 +36,7 @@ __all__ = [
   "Fragments",
   "GeometryImageLookup",
   "RenderOutput",
+  "VertexUVTable",
   "antialias",
   "bilinear",
   "candidate_count",
@@ -44,9 +52,11 @@ __all__ = [
   "rasterize",
   "render",
   "reproject",
+  "sample_at_vertices",
   "sample_texture",
   "sh_basis",
   "sh_irradiance",
   "unwrap",
+  "vertex_uv_table",
   "warp",
 ]

@@ -1,4 +1,4 @@
-"""UV textures: bilinear lookup, and unwrapping an image back into UV space.
+"""UV textures: bilinear lookup, sampling at mesh vertices, and unwrapping an image into UV space.
 
 UV convention (docs/architecture.md): u left to right over texture columns,
 v bottom to top, texel (i, j) centred at u = (j + 0.5) / W, v = 1 - (i + 0.5) / H.
@@ -6,8 +6,11 @@ v bottom to top, texel (i, j) centred at u = (j + 0.5) / W, v = 1 - (i + 0.5) / 
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxface.render.rasterize import Fragments, clip_to_screen
 
@@ -44,6 +47,48 @@ def sample_texture(texture: jax.Array, uv: jax.Array) -> jax.Array:
     raise ValueError(f"uv must have shape (..., 2), got {uv.shape}")
   height, width = texture.shape[:2]
   return bilinear(texture, uv[..., 0] * width, (1.0 - uv[..., 1]) * height)
+
+
+class VertexUVTable(NamedTuple):
+  """Each vertex's distinct texture coordinates (a pytree of arrays).
+
+  A vertex on a UV seam has several (one per side of the cut). Attributes:
+    uv_ids: (V, M) int32 ids into the model's uv array, padded with 0.
+    weights: (V, M) float32, 1 / (the vertex's count) on its ids, 0 on padding.
+  """
+
+  uv_ids: jax.Array
+  weights: jax.Array
+
+
+def vertex_uv_table(triangles: np.ndarray, triangle_uv: np.ndarray, num_vertices: int):
+  """The `VertexUVTable` of a mesh's per-corner UVs; ValueError for a vertex no corner uses."""
+  triangles, triangle_uv = np.asarray(triangles), np.asarray(triangle_uv)
+  if triangles.shape != triangle_uv.shape:
+    raise ValueError(
+      f"triangles {triangles.shape} and triangle_uv {triangle_uv.shape} must have one uv per corner"
+    )
+  pairs = np.unique(np.stack([triangles.ravel(), triangle_uv.ravel()], axis=1), axis=0)
+  counts = np.bincount(pairs[:, 0], minlength=num_vertices)
+  if (counts == 0).any():
+    raise ValueError(f"vertex {int(np.argmin(counts))} is in no triangle: it has no uv")
+  width = int(counts.max())
+  slot = np.arange(len(pairs)) - np.searchsorted(pairs[:, 0], pairs[:, 0])
+  uv_ids = np.zeros((num_vertices, width), np.int32)
+  weights = np.zeros((num_vertices, width), np.float32)
+  uv_ids[pairs[:, 0], slot] = pairs[:, 1]
+  weights[pairs[:, 0], slot] = 1.0 / counts[pairs[:, 0]]
+  return VertexUVTable(jnp.asarray(uv_ids), jnp.asarray(weights))
+
+
+def sample_at_vertices(texture: jax.Array, uv: jax.Array, table: VertexUVTable) -> jax.Array:
+  """A UV map's value at every vertex: texture (Ht, Wt, C), uv (T, 2) -> (V, C).
+
+  A seam vertex takes the mean over its texture coordinates, so a map that
+  disagrees across a cut gives the vertex the average of both sides.
+  """
+  samples = sample_texture(texture, jnp.asarray(uv)[table.uv_ids])  # (V, M, C)
+  return jnp.einsum("vm,vmc->vc", table.weights, samples)
 
 
 def unwrap(

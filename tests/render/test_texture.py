@@ -1,8 +1,9 @@
-"""Bilinear texture lookup against scipy, and render -> unwrap recovering the albedo."""
+"""Bilinear texture lookup against scipy, vertex sampling across seams, render -> unwrap."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import scipy.ndimage
 
 from jaxface.geometry import (
@@ -12,7 +13,14 @@ from jaxface.geometry import (
   texel_centres,
   uv_texel_lookup,
 )
-from jaxface.render import dc_only_coefficients, render, sample_texture, unwrap
+from jaxface.render import (
+  dc_only_coefficients,
+  render,
+  sample_at_vertices,
+  sample_texture,
+  unwrap,
+  vertex_uv_table,
+)
 
 
 def test_sample_texture_matches_scipy_map_coordinates():
@@ -89,3 +97,56 @@ def test_render_then_unwrap_recovers_the_visible_albedo(procedural):
   turned_away = visible[on_chart & (u > 0.9)].mean()
   facing = visible[on_chart & (u < 0.1)].mean()
   assert turned_away < 0.3 < facing, (turned_away, facing)
+
+
+def _seamed_square():
+  """A unit square as two triangles cut along the diagonal (0-2) into two UV charts.
+
+  The left chart holds triangle (0, 1, 2) in u < 0.5, the right one triangle
+  (0, 2, 3) in u > 0.5, so vertices 0 and 2 each have two texture coordinates.
+  """
+  triangles = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
+  uv = np.array(
+    [[0.1, 0.1], [0.4, 0.1], [0.4, 0.4], [0.6, 0.1], [0.9, 0.4], [0.6, 0.4]], np.float32
+  )
+  triangle_uv = np.array([[0, 1, 2], [3, 4, 5]], np.int32)
+  return triangles, uv, triangle_uv
+
+
+def test_vertex_sampling_averages_the_two_sides_of_a_seam():
+  triangles, uv, triangle_uv = _seamed_square()
+  texture = np.ones((16, 16, 2), np.float32)
+  texture[:, 8:, 0] = 3.0  # the right chart's half of channel 0
+  texture[..., 1] = np.arange(16, dtype=np.float32)[None, :]  # a ramp across the columns
+  table = vertex_uv_table(triangles, triangle_uv, 4)
+  values = np.asarray(sample_at_vertices(jnp.asarray(texture), jnp.asarray(uv), table))
+  # brute force: every distinct (vertex, uv) corner, looked up and averaged per vertex
+  expected = np.zeros((4, 2))
+  for vertex in range(4):
+    ids = sorted(set(triangle_uv.ravel()[triangles.ravel() == vertex]))
+    expected[vertex] = np.mean(
+      [np.asarray(sample_texture(jnp.asarray(texture), jnp.asarray(uv[i]))) for i in ids], axis=0
+    )
+  np.testing.assert_allclose(values, expected, rtol=1e-6)
+  np.testing.assert_allclose(values[:, 0], [2.0, 1.0, 2.0, 3.0])  # seam vertices: the mean
+  grad = jax.grad(lambda t: sample_at_vertices(t, jnp.asarray(uv), table).sum())(
+    jnp.asarray(texture)
+  )
+  np.testing.assert_allclose(float(grad.sum()), 4 * 2)  # each vertex's weights sum to 1
+
+
+def test_vertex_sampling_without_seams_reads_each_vertex_uv(procedural):
+  triangles = np.asarray(procedural.triangles)
+  table = vertex_uv_table(triangles, np.asarray(procedural.triangle_uv), procedural.num_vertices)
+  texture = jnp.asarray(np.asarray(procedural.albedo_mean))
+  values = sample_at_vertices(texture, jnp.asarray(procedural.uv), table)
+  reference = sample_texture(texture, jnp.asarray(procedural.vertex_uv))
+  np.testing.assert_allclose(np.asarray(values), np.asarray(reference), atol=1e-6)
+
+
+def test_vertex_uv_table_names_bad_layouts():
+  triangles, _, triangle_uv = _seamed_square()
+  with pytest.raises(ValueError, match="one uv per corner"):
+    vertex_uv_table(triangles, triangle_uv[:1], 4)
+  with pytest.raises(ValueError, match="vertex 4 is in no triangle"):
+    vertex_uv_table(triangles, triangle_uv, 5)
