@@ -34,6 +34,7 @@ class Group:
     self.label = label
     self.by_seed: dict[int, dict[str, float]] = {}
     self.three_dmm_runs: set[str] = set()
+    self.depth_steps: set[int] = set()
 
   def values(self, key: str, seeds=None) -> list[float]:
     seeds = sorted(self.by_seed) if seeds is None else seeds
@@ -62,6 +63,7 @@ def collect(arguments: list[str]) -> dict[str, Group]:
       raise InputFileError(f"{workdir}: a second {label!r} run with seed {seed}")
     group.by_seed[seed] = latest_evaluation(workdir, MARKER)
     group.three_dmm_runs.add(str(config.warm_start.three_dmm.workdir) or str(workdir))
+    group.depth_steps.add(int(config.multiview.steps_depth))
   return dict(sorted(groups.items(), key=lambda item: item[0] != FULL))
 
 
@@ -90,11 +92,11 @@ def depth_tables(groups: dict[str, Group]) -> list[str]:
     body.append([
       name, _cell(group.values(f"{bu3dfe}/mean")), _cell(group.values(f"{bu3dfe}/median")),
       _cell(group.values(f"{bu3dfe}/p90")), _cell(group.values(f"florence/{method}/nme"), 4),
-      str(len(group.by_seed)),
+      str(len(group.by_seed)), "/".join(str(s) for s in sorted(group.depth_steps)),
     ])  # fmt: skip
   best = first.values("bu3dfe/best_fit_3dmm/mean")[0]
-  body.append(["best 3DMM fit (the 3DMM's floor)", f"{best:.2f}", "", "", "", "-"])
-  out += _table(["method", "mean", "median", "p90", "Florence NME", "seeds"], body)
+  body.append(["best 3DMM fit (the 3DMM's floor)", f"{best:.2f}", "", "", "", "-", "-"])
+  out += _table(["method", "mean", "median", "p90", "Florence NME", "seeds", "steps"], body)
   out += ["By expression (mean over seeds, % of the depth range):", ""]
   body = [
     [name, *(f"{_seed_mean(group, f'bu3dfe/{method}/{e}'):.2f}" for e in EXPRESSIONS)]

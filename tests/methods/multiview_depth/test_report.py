@@ -27,6 +27,7 @@ def _evaluation(depthnet: float, three_dmm: float, auc: float = 0.8) -> dict:
 def _write_run(workdir, ablation: str, seed: int, evaluation: dict, method="multiview_depth"):
   workdir.mkdir(parents=True)
   config = {"method": method, "ablation": ablation, "seed": seed,
+            "multiview": {"steps_depth": 1000},
             "warm_start": {"three_dmm": {"workdir": "runs/mvd_3dmm"}}}  # fmt: skip
   (workdir / "config.json").write_text(json.dumps(config))
   records = [{"step": 500, **{f"eval/{k}": 99.0 for k in evaluation}}]  # an older evaluation
@@ -50,9 +51,9 @@ def test_figures_are_seed_means_with_t_intervals_and_gaps_are_paired(tmp_path):
   half = stats.t.ppf(0.975, 2) * 1.0 / 3**0.5  # the full runs: 10, 11, 12
   assert lines[0].startswith("Runs by seed: full: [0, 1, 2], no_multiview: [0, 1, 2]")
   assert f"| DepthNet (full) | 11.00 ± {half:.2f} | 10.00 ± {half:.2f} | 16.00 ± {half:.2f}" \
-    f" | 0.1100 ± {half / 100:.4f} | 3 |" in lines  # fmt: skip
-  assert "| DepthNet (no_occlusion) | 10.50 | 9.50 | 15.50 | 0.1050 | 1 |" in lines
-  assert "| best 3DMM fit (the 3DMM's floor) | 1.50 |  |  |  | - |" in lines
+    f" | 0.1100 ± {half / 100:.4f} | 3 | 1000 |" in lines  # fmt: skip
+  assert "| DepthNet (no_occlusion) | 10.50 | 9.50 | 15.50 | 0.1050 | 1 | 1000 |" in lines
+  assert "| best 3DMM fit (the 3DMM's floor) | 1.50 |  |  |  | - | - |" in lines
   assert "| 3DMMNet only | 9.00 | 9.00 | 9.00 | 9.00 | 9.00 | 9.00 | 9.00 | 9.00 |" in lines
 
   # claim 1 within each full run: 10-8, 11-9, 12-10 = 2 exactly, zero spread: "worse"
@@ -79,6 +80,7 @@ def test_bad_runs_are_named(tmp_path):
     report.report([first, second])
   (tmp_path / "untrained").mkdir()
   config = {"method": "multiview_depth", "ablation": "none", "seed": 0,
+            "multiview": {"steps_depth": 10},
             "warm_start": {"three_dmm": {"workdir": ""}}}  # fmt: skip
   (tmp_path / "untrained" / "config.json").write_text(json.dumps(config))
   (tmp_path / "untrained" / "metrics.jsonl").write_text(json.dumps({"step": 1}) + "\n")
