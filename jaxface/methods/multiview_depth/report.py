@@ -71,10 +71,6 @@ def _cell(values: list[float], digits: int = 2) -> str:
   return mean_interval(values).format(digits)
 
 
-def _seed_mean(group: Group, key: str) -> float:
-  return mean_interval(group.values(key)).mean
-
-
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
   lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
   return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
@@ -83,25 +79,34 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 def depth_tables(groups: dict[str, Group]) -> list[str]:
   """Tables I (BU-3DFE), II (by expression) and III (Florence) for DepthNet and the 3DMM rows."""
   first = next(iter(groups.values()))
-  rows = [(f"DepthNet ({g.label})", g, "depthnet") for g in groups.values()]
-  rows.append(("3DMMNet only", first, "3dmm_only"))
+  rows = []  # (name, group, method, seeds, runs column, steps column)
+  for group in groups.values():
+    steps = "/".join(str(s) for s in sorted(group.depth_steps))
+    seeds = sorted(group.by_seed)
+    rows.append((f"DepthNet ({group.label})", group, "depthnet", seeds, str(len(seeds)), steps))
+  if len(first.three_dmm_runs) == 1:  # one 3DMMNet scored by every run: one figure, no spread
+    rows.append(("3DMMNet only", first, "3dmm_only", sorted(first.by_seed)[:1], "1 3DMMNet", "-"))
+  else:
+    rows.append(("3DMMNet only", first, "3dmm_only", sorted(first.by_seed),
+                 f"{len(first.three_dmm_runs)} 3DMMNets", "-"))  # fmt: skip
   out = ["BU-3DFE protocol, error in % of the depth range (lower is better); Florence NME:", ""]
   body = []
-  for name, group, method in rows:
-    bu3dfe = f"bu3dfe/{method}"
-    body.append([
-      name, _cell(group.values(f"{bu3dfe}/mean")), _cell(group.values(f"{bu3dfe}/median")),
-      _cell(group.values(f"{bu3dfe}/p90")), _cell(group.values(f"florence/{method}/nme"), 4),
-      str(len(group.by_seed)), "/".join(str(s) for s in sorted(group.depth_steps)),
-    ])  # fmt: skip
+  for name, group, method, seeds, runs, steps in rows:
+    cells = [
+      _cell(group.values(f"bu3dfe/{method}/{statistic}", seeds))
+      for statistic in ("mean", "median", "p90")
+    ]
+    florence = _cell(group.values(f"florence/{method}/nme", seeds), 4)
+    body.append([name, *cells, florence, runs, steps])
   best = first.values("bu3dfe/best_fit_3dmm/mean")[0]
   body.append(["best 3DMM fit (the 3DMM's floor)", f"{best:.2f}", "", "", "", "-", "-"])
-  out += _table(["method", "mean", "median", "p90", "Florence NME", "seeds", "steps"], body)
+  out += _table(["method", "mean", "median", "p90", "Florence NME", "runs", "steps"], body)
   out += ["By expression (mean over seeds, % of the depth range):", ""]
   body = [
-    [name, *(f"{_seed_mean(group, f'bu3dfe/{method}/{e}'):.2f}" for e in EXPRESSIONS)]
-    for name, group, method in rows
-  ]
+    [name, *(f"{mean_interval(group.values(f'bu3dfe/{method}/{e}', seeds)).mean:.2f}"
+             for e in EXPRESSIONS)]
+    for name, group, method, seeds, _, _ in rows
+  ]  # fmt: skip
   out += _table(["method", *EXPRESSIONS], body)
   return out
 

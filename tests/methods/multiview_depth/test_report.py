@@ -24,11 +24,14 @@ def _evaluation(depthnet: float, three_dmm: float, auc: float = 0.8) -> dict:
   return out
 
 
-def _write_run(workdir, ablation: str, seed: int, evaluation: dict, method="multiview_depth"):
+def _write_run(
+  workdir, ablation: str, seed: int, evaluation: dict, method="multiview_depth",
+  three_dmm="runs/mvd_3dmm",
+):  # fmt: skip
   workdir.mkdir(parents=True)
   config = {"method": method, "ablation": ablation, "seed": seed,
             "multiview": {"steps_depth": 1000},
-            "warm_start": {"three_dmm": {"workdir": "runs/mvd_3dmm"}}}  # fmt: skip
+            "warm_start": {"three_dmm": {"workdir": three_dmm}}}  # fmt: skip
   (workdir / "config.json").write_text(json.dumps(config))
   records = [{"step": 500, **{f"eval/{k}": 99.0 for k in evaluation}}]  # an older evaluation
   records.append({"step": 1000, **{f"eval/{k}": v for k, v in evaluation.items()}})
@@ -53,8 +56,10 @@ def test_figures_are_seed_means_with_t_intervals_and_gaps_are_paired(tmp_path):
   assert f"| DepthNet (full) | 11.00 ± {half:.2f} | 10.00 ± {half:.2f} | 16.00 ± {half:.2f}" \
     f" | 0.1100 ± {half / 100:.4f} | 3 | 1000 |" in lines  # fmt: skip
   assert "| DepthNet (no_occlusion) | 10.50 | 9.50 | 15.50 | 0.1050 | 1 | 1000 |" in lines
+  # every full run has its own 3DMMNet figure here (8, 9, 10), but one 3DMMNet path: the first
+  assert "| 3DMMNet only | 8.00 | 7.00 | 13.00 | 0.0800 | 1 3DMMNet | - |" in lines
   assert "| best 3DMM fit (the 3DMM's floor) | 1.50 |  |  |  | - | - |" in lines
-  assert "| 3DMMNet only | 9.00 | 9.00 | 9.00 | 9.00 | 9.00 | 9.00 | 9.00 | 9.00 |" in lines
+  assert "| 3DMMNet only | 8.00 | 8.00 | 8.00 | 8.00 | 8.00 | 8.00 | 8.00 | 8.00 |" in lines
 
   # claim 1 within each full run: 10-8, 11-9, 12-10 = 2 exactly, zero spread: "worse"
   assert "| 1: DepthNet - its 3DMMNet | BU-3DFE mean | 2.00 ± 0.00 | 3 | worse |" in lines
@@ -66,6 +71,19 @@ def test_figures_are_seed_means_with_t_intervals_and_gaps_are_paired(tmp_path):
   assert "| 2: full - synthetic only | suitability AUC | 0.2000 ± 0.0000 | 3 | better |" in lines
   assert "| 3: full - no occlusion | BU-3DFE mean | -0.50 | 1 | one run only |" in lines
   assert not any("no suitability" in line for line in lines)  # no such runs given
+
+
+def test_runs_with_their_own_3dmmnets_give_the_3dmm_row_a_spread(tmp_path):
+  runs = [
+    _write_run(
+      tmp_path / f"full{seed}", "none", seed, _evaluation(10.0, 8.0 + seed), three_dmm=f"g{seed}"
+    )
+    for seed in range(2)
+  ]
+  lines = report.report(runs).splitlines()
+  half = stats.t.ppf(0.975, 1) * (0.5**0.5) / 2**0.5  # 8 and 9: sample std sqrt(0.5), n = 2
+  assert any(line.startswith(f"| 3DMMNet only | 8.50 ± {half:.2f} |") and "| 2 3DMMNets |" in line
+             for line in lines)  # fmt: skip
 
 
 def test_bad_runs_are_named(tmp_path):
