@@ -22,7 +22,7 @@ Variants (`file.py:variant[,key=value...]`):
             it, else on the procedural model.
   paper     the same, but requires ICT-FaceKit.
   cpu       procedural model, 64 x 64 images, narrow networks, 3000 / 1000 steps
-            (about 20 / 30 minutes on the 2-core CPU, evaluation included).
+            (about 20 / 25 minutes on the 2-core CPU, evaluation included).
   smoke     procedural model, tiny (used by the tests).
 Arguments: stage=all|3dmm|depth (default all),
 ablation=none|no_multiview|no_suitability|no_occlusion (or the ablation alone as the variant),

@@ -55,6 +55,11 @@ def collect(arguments: list[str]) -> dict[str, Group]:
     config = read_config(workdir)
     if config.get("method") != "multiview_depth":
       raise InputFileError(f"{workdir} is a {config.get('method')!r} run, not multiview_depth")
+    if config.multiview.stage == "3dmm" or not config.multiview.steps_depth:
+      raise InputFileError(
+        f"{workdir} trained no depth stage (multiview.stage={config.multiview.stage!r}, "
+        f"steps_depth={config.multiview.steps_depth}): give depth-stage runs"
+      )
     if not label:
       label = FULL if config.ablation == "none" else str(config.ablation)
     group = groups.setdefault(label, Group(label))
@@ -179,8 +184,7 @@ def report(arguments: list[str]) -> str:
   three_dmm = set().union(*(g.three_dmm_runs for g in groups.values()))
   seeds = ", ".join(f"{g.label}: {sorted(g.by_seed)}" for g in groups.values())
   out = [
-    f"Runs by seed: {seeds}. Frozen 3DMMNets: {len(three_dmm)} "
-    "(the '3DMMNet only' spread is over those).",
+    f"Runs by seed: {seeds}. Frozen 3DMMNets: {len(three_dmm)}.",
     "",
   ]
   out += depth_tables(groups) + instrument_table(groups) + claim_table(groups)

@@ -26,11 +26,11 @@ def _evaluation(depthnet: float, three_dmm: float, auc: float = 0.8) -> dict:
 
 def _write_run(
   workdir, ablation: str, seed: int, evaluation: dict, method="multiview_depth",
-  three_dmm="runs/mvd_3dmm",
+  three_dmm="runs/mvd_3dmm", stage="depth",
 ):  # fmt: skip
   workdir.mkdir(parents=True)
   config = {"method": method, "ablation": ablation, "seed": seed,
-            "multiview": {"steps_depth": 1000},
+            "multiview": {"stage": stage, "steps_depth": 1000},
             "warm_start": {"three_dmm": {"workdir": three_dmm}}}  # fmt: skip
   (workdir / "config.json").write_text(json.dumps(config))
   records = [{"step": 500, **{f"eval/{k}": 99.0 for k in evaluation}}]  # an older evaluation
@@ -92,13 +92,16 @@ def test_bad_runs_are_named(tmp_path):
   gan = _write_run(tmp_path / "gan", "none", 0, _evaluation(1.0, 1.0), method="decoupled_gan")
   with pytest.raises(ValueError, match="decoupled_gan"):
     report.report([gan])
+  three_dmm_stage = _write_run(tmp_path / "g", "none", 0, _evaluation(1.0, 1.0), stage="3dmm")
+  with pytest.raises(ValueError, match="trained no depth stage"):
+    report.report([three_dmm_stage])
   first = _write_run(tmp_path / "a", "none", 0, _evaluation(1.0, 1.0))
   second = _write_run(tmp_path / "b", "none", 0, _evaluation(2.0, 1.0))
   with pytest.raises(ValueError, match="second 'full' run with seed 0"):
     report.report([first, second])
   (tmp_path / "untrained").mkdir()
   config = {"method": "multiview_depth", "ablation": "none", "seed": 0,
-            "multiview": {"steps_depth": 10},
+            "multiview": {"stage": "all", "steps_depth": 10},
             "warm_start": {"three_dmm": {"workdir": ""}}}  # fmt: skip
   (tmp_path / "untrained" / "config.json").write_text(json.dumps(config))
   (tmp_path / "untrained" / "metrics.jsonl").write_text(json.dumps({"step": 1}) + "\n")
