@@ -63,7 +63,7 @@ def read_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
 
 
 def latest_evaluation(workdir: str | pathlib.Path, marker: str) -> dict[str, float]:
-  """The last evaluation a run logged: its `eval/` scalars without the prefix.
+  """The last evaluation a run logged: its `eval/` scalars without the prefix, and its "step".
 
   An evaluation is a metrics.jsonl record holding `eval/<marker>` (written at
   the end of training or by `train/main.py --mode=evaluate`).
@@ -81,7 +81,9 @@ def latest_evaluation(workdir: str | pathlib.Path, marker: str) -> dict[str, flo
       f"{path} holds no evaluation with eval/{marker}: evaluate the run with "
       f"`python train/main.py --config=... --workdir={workdir} --mode=evaluate`"
     )
-  return {k.removeprefix("eval/"): v for k, v in evaluations[-1].items() if k.startswith("eval/")}
+  last = evaluations[-1]
+  scalars = {k.removeprefix("eval/"): v for k, v in last.items() if k.startswith("eval/")}
+  return {**scalars, "step": last.get("step", -1)}
 
 
 def load_run(

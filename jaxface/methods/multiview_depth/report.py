@@ -34,7 +34,7 @@ class Group:
     self.label = label
     self.by_seed: dict[int, dict[str, float]] = {}
     self.three_dmm_runs: set[str] = set()
-    self.depth_steps: set[int] = set()
+    self.depth_steps: set[int] = set()  # the steps the runs were evaluated at
 
   def values(self, key: str, seeds=None) -> list[float]:
     seeds = sorted(self.by_seed) if seeds is None else seeds
@@ -68,7 +68,7 @@ def collect(arguments: list[str]) -> dict[str, Group]:
       raise InputFileError(f"{workdir}: a second {label!r} run with seed {seed}")
     group.by_seed[seed] = latest_evaluation(workdir, MARKER)
     group.three_dmm_runs.add(str(config.warm_start.three_dmm.workdir) or str(workdir))
-    group.depth_steps.add(int(config.multiview.steps_depth))
+    group.depth_steps.add(int(group.by_seed[seed]["step"]))  # the evaluated checkpoint's
   return dict(sorted(groups.items(), key=lambda item: item[0] != FULL))
 
 
