@@ -117,3 +117,18 @@ def run_plain(main: Callable[[Sequence[str]], None], argv: Sequence[str] | None 
   """For commands that read sys.argv themselves: one-line user errors, quiet libraries."""
   configure_logging(library_logs=False)
   exit_on_user_error(main)(list(sys.argv[1:] if argv is None else argv))
+
+
+def run_report(
+  report: Callable[[list[str]], str], usage: str, argv: Sequence[str] | None = None
+) -> None:
+  """`run_plain` for a report command: `usage` without arguments or with -h, else the report."""
+
+  def main(arguments: Sequence[str]) -> None:
+    if not arguments or arguments[0] in ("-h", "--help"):
+      print(usage)
+      return
+    text = report(list(arguments))
+    print(text, end="" if text.endswith("\n") else "\n")
+
+  run_plain(main, argv)

@@ -83,6 +83,23 @@ def test_loop_fields_are_checked_before_any_work(tmp_path, field, value, match):
   assert not (tmp_path / "run").exists()
 
 
+def test_a_report_command_prints_usage_its_text_or_one_error_line(capsys):
+  def report(arguments):
+    if arguments == ["bad"]:
+      raise ConfigError("run bad has no evaluation")
+    return f"| {' | '.join(arguments)} |\n"
+
+  for argv in ([], ["-h"]):
+    cli.run_report(report, "usage: report RUN...", argv)
+    assert capsys.readouterr().out == "usage: report RUN...\n"
+  cli.run_report(report, "usage", ["a", "b"])
+  assert capsys.readouterr().out == "| a | b |\n"  # one newline, not two
+  with pytest.raises(SystemExit) as stopped:
+    cli.run_report(report, "usage", ["bad"])
+  assert stopped.value.code == USER_ERROR_EXIT_CODE
+  assert capsys.readouterr().err == "error: run bad has no evaluation\n"
+
+
 def test_a_bug_keeps_its_traceback_and_a_user_error_is_one_line(capsys):
   def bug(argv):
     raise KeyError("not the user's fault")

@@ -88,12 +88,5 @@ def report(workdirs: list[str]) -> str:
   )  # fmt: skip
 
 
-def main(argv: list[str]) -> None:
-  if not argv or argv[0] in ("-h", "--help"):
-    print(__doc__)
-    return
-  print(report(argv))
-
-
 if __name__ == "__main__":
-  cli.run_plain(main)
+  cli.run_report(report, __doc__)

@@ -78,12 +78,5 @@ def report(arguments: list[str]) -> str:
   return "\n".join(out).rstrip() + "\n"
 
 
-def main(arguments: list[str]) -> None:
-  if not arguments or arguments[0] in ("-h", "--help"):
-    print(__doc__)
-    return
-  print(report(arguments), end="")
-
-
 if __name__ == "__main__":
-  cli.run_plain(main)
+  cli.run_report(report, __doc__)
