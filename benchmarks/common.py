@@ -42,6 +42,29 @@ def matmul_yardstick_ms() -> float:
   return time_call(lambda: matmul(a), repeats=20, warmup=3)
 
 
+#: GFLOP of the yardstick, a 1024 x 1024 float32 matmul (2 n^3).
+MATMUL_GFLOP = 2.15
+
+
+def xla_flops(function: Callable, *args) -> float:
+  """XLA's FLOP count of `function` jitted on `args` (nan when the backend gives none)."""
+  analysis = jax.jit(function).lower(*args).compile().cost_analysis()
+  if isinstance(analysis, list):  # older jax returned one dict per computation
+    analysis = analysis[0]
+  return float(analysis.get("flops", float("nan")))
+
+
+def print_flop_limits(rows: list[dict], yardstick_ms: float) -> None:
+  """For rows with "flops": measured matmul-equivalents against the FLOP limit (TARGETS.md)."""
+  print("\nFLOP limits (XLA's FLOP count / 2.15 GFLOP) against the measured matmul-equivalents:")
+  for row in rows:
+    limit = row["flops"] / (MATMUL_GFLOP * 1e9)
+    measured = row["ms"] / yardstick_ms
+    print(
+      f"  {row['what']}: {measured:.2f} measured, {limit:.2f} limit, ratio {measured / limit:.2f}"
+    )
+
+
 def machine_line() -> str:
   devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
   return (

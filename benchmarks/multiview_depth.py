@@ -27,22 +27,13 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from common import matmul_yardstick_ms, print_table, time_call
+from common import matmul_yardstick_ms, print_flop_limits, print_table, time_call, xla_flops
 
 from configs import multiview_depth as multiview_config
 from jaxface.methods import multiview_depth
 from jaxface.methods.multiview_depth import networks
 from jaxface.nets.layers import host_init_variables
 from jaxface.training.pipeline import InputPipeline
-
-MATMUL_GFLOP = 2.15  # a 1024 x 1024 float32 matmul
-
-
-def _flops(function, *args) -> float:
-  analysis = jax.jit(function).lower(*args).compile().cost_analysis()
-  if isinstance(analysis, list):  # older jax returned one dict per computation
-    analysis = analysis[0]
-  return float(analysis.get("flops", float("nan")))
 
 
 def _inference_rows(config, batch: int, repeats: int) -> list[dict]:
@@ -58,7 +49,7 @@ def _inference_rows(config, batch: int, repeats: int) -> list[dict]:
       "what": f"DepthNet inference, per image ({1e3 * count / ms:.1f} fps)",
       "setting": f"{size}x{size}, B={count}",
       "ms": ms / count,
-      "flops": _flops(model.apply, variables, images) / count,
+      "flops": xla_flops(model.apply, variables, images) / count,
     })  # fmt: skip
   face = jnp.zeros(())
   three_dmm = networks.ThreeDMMNet(
@@ -73,7 +64,7 @@ def _inference_rows(config, batch: int, repeats: int) -> list[dict]:
     "what": "3DMMNet inference, per image",
     "setting": f"{size}x{size}, B={batch}",
     "ms": ms / batch,
-    "flops": _flops(three_dmm.apply, variables, images, face + 20.0) / batch,
+    "flops": xla_flops(three_dmm.apply, variables, images, face + 20.0) / batch,
   })  # fmt: skip
   return rows
 
@@ -98,7 +89,7 @@ def _train_rows(variant: str, data_dir: str, repeats: int) -> list[dict]:
       "what": f"train step, stage {stage.name} ({1e3 / ms:.2f} steps/s)",
       "setting": f"{variant}: {size}x{size}, B={config.batch_size}",
       "ms": ms,
-      "flops": _flops(step, state, batch),
+      "flops": xla_flops(step, state, batch),
     })  # fmt: skip
   return rows
 
@@ -120,13 +111,7 @@ def main() -> None:
                         args.repeats)  # fmt: skip
   yardstick = matmul_yardstick_ms()
   print_table("multiview_depth (paper networks for inference)", rows, yardstick)
-  print("\nFLOP limits (XLA's FLOP count / 2.15 GFLOP) against the measured matmul-equivalents:")
-  for row in rows:
-    limit = row["flops"] / (MATMUL_GFLOP * 1e9)
-    measured = row["ms"] / yardstick
-    print(
-      f"  {row['what']}: {measured:.2f} measured, {limit:.2f} limit, ratio {measured / limit:.2f}"
-    )
+  print_flop_limits(rows, yardstick)
 
 
 if __name__ == "__main__":

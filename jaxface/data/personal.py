@@ -20,8 +20,9 @@ both come from here:
 - `personal_shape` / `personal_albedo`: the composed mesh and albedo,
   shape = mean + B_id id + sum_k w_k (B_k + dB_k),
   albedo = A(a) + sum_k w_k dA_k;
-- `generic_fit_residual`: how much of a personal expression the best
-  generic-rig weights miss (what "identity-specific" measures).
+- `generic_fit` / `generic_fit_residual`: the best generic-rig weights for
+  a personal expression, and how much of it they miss (what
+  "identity-specific" measures).
 
 Shape corrections (for blendshape k, at neutral vertex x with normal n):
 dB_k(x) = s [(g_k(x) - 1) B_k(x) + h_k(x) |B_k(x)| n(x)], where g_k rescales
@@ -204,18 +205,34 @@ def personal_albedo(model: MorphableModel, rig: PersonalRig, coefficients, expre
   return np.clip(generic + np.einsum("k,khwc->hwc", expression, rig.albedo_changes), 0.0, 1.0)
 
 
+def _displacement(model: MorphableModel, rig: PersonalRig, expression):
+  """The generic basis (Ke, 3V) and the personal displacement sum_k w_k (B_k + dB_k) (3V,)."""
+  expression = np.asarray(expression, np.float64)
+  basis = np.asarray(model.expression_basis, np.float64).reshape(model.num_expression, -1)
+  corrections = np.asarray(rig.shape_corrections, np.float64).reshape(basis.shape)
+  return basis, expression @ (basis + corrections)
+
+
+def generic_fit(model: MorphableModel, rig: PersonalRig, expression) -> np.ndarray:
+  """(Ke,) the generic-rig weights in [0, 1] closest (least squares) to a personal expression.
+
+  The personal displacement sum_k w_k (B_k + dB_k) fitted by sum_k v_k B_k:
+  the best the generic-rig baseline can do for that expression.
+  """
+  basis, target = _displacement(model, rig, expression)
+  if not np.any(target):
+    return np.zeros(model.num_expression)
+  return scipy.optimize.lsq_linear(basis.T, target, bounds=(0.0, 1.0)).x
+
+
 def generic_fit_residual(model: MorphableModel, rig: PersonalRig, expression) -> float:
   """The share of a personal expression's displacement that no generic rig weights reproduce.
 
-  The personal displacement sum_k w_k (B_k + dB_k) is fitted by generic
-  weights in [0, 1] (least squares, what the generic-rig baseline can at
-  best reach); returns |residual| / |displacement| (0 when `w` is 0).
+  |residual| / |displacement| of `generic_fit` (0 when `w` is 0).
   """
-  expression = np.asarray(expression, np.float64)
-  basis = np.asarray(model.expression_basis, np.float64).reshape(model.num_expression, -1)
-  target = expression @ (basis + np.asarray(rig.shape_corrections, np.float64).reshape(basis.shape))
+  basis, target = _displacement(model, rig, expression)
   norm = np.linalg.norm(target)
   if norm == 0.0:
     return 0.0
-  fitted = scipy.optimize.lsq_linear(basis.T, target, bounds=(0.0, 1.0)).x
+  fitted = generic_fit(model, rig, expression)
   return float(np.linalg.norm(basis.T @ fitted - target) / norm)

@@ -30,6 +30,8 @@ from jaxface.errors import InputFileError, NotFoundError
 #: Detector box -> landmark box: (centre x offset, centre y offset, size), in detector widths
 #: (image y down). See the module docstring for the measurement.
 DETECTOR_TO_LANDMARKS = (0.0, 0.18, 0.92)
+#: File suffixes read as images when a folder of frames is given.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: Photos are shrunk to this longer side before detection (the cascade's cost grows with pixels).
 DETECTION_SIDE = 512
 #: Refinement is refused when the encoder's face scale differs from the framing by more than

@@ -138,6 +138,35 @@ def mean_vertex_distance(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.mean(jnp.linalg.norm(a - b, axis=-1), axis=-1)
 
 
+def similarity_align(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+  """`source` (V, 3) moved onto `target` (V, 3) by the least-squares similarity (Umeyama 1991).
+
+  Scale, rotation (no reflection) and translation minimising the summed
+  squared vertex distances; what a reconstruction's error is measured after,
+  since one image cannot tell a face's size from its distance.
+  """
+  source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+  if source.ndim != 2 or source.shape[-1] != 3 or source.shape != target.shape:
+    raise ValueError(
+      f"source and target must both have shape (V, 3), got {source.shape}, {target.shape}"
+    )
+  mu_s, mu_t = source.mean(0), target.mean(0)
+  a, b = source - mu_s, target - mu_t
+  u, sigma, vt = np.linalg.svd(b.T @ a / len(a))
+  sign = np.ones(3)
+  sign[2] = np.sign(np.linalg.det(u @ vt)) or 1.0
+  rotation = u @ np.diag(sign) @ vt
+  scale = float((sigma * sign).sum() / max(a.var(0).sum(), 1e-24))
+  return scale * a @ rotation.T + mu_t
+
+
+def aligned_vertex_error(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+  """(N, V, 3) each -> (N,) mean vertex distance after `similarity_align` of each mesh."""
+  predicted, truth = np.asarray(predicted), np.asarray(truth)
+  pairs = zip(predicted, truth, strict=True)
+  return np.asarray([np.linalg.norm(similarity_align(p, t) - t, axis=-1).mean() for p, t in pairs])
+
+
 # ---------------------------------------------------------------------------
 # Diversity
 

@@ -30,6 +30,15 @@ ARRAY_FIELDS = (
   "mirror",
 )
 META_FIELDS = ("expression_names", "name", "units")
+#: Millimetres per length unit a model may declare.
+MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
+
+
+def mm_per_unit(units: str) -> float:
+  """Millimetres per `units` ("mm", "cm", "m"); ValueError naming the unknown unit."""
+  if units not in MM_PER_UNIT:
+    raise ValueError(f"unknown length unit {units!r}; known: {sorted(MM_PER_UNIT)}")
+  return MM_PER_UNIT[units]
 
 
 @functools.partial(

@@ -410,7 +410,8 @@ def host_init_variables(module: nn.Module, *args, seed: int = 0, **kwargs) -> di
   `jax.eval_shape`; kernels ~ N(0, 1 / fan_in) (fan_in = all but the last
   axis, as Flax's default LeCun normal for convolutions, transposed
   convolutions and dense layers), biases 0, GroupNorm scales 1, spectral-norm
-  vectors `u` ~ N(0, 1) and `sigma` 1, as `nn.SpectralNorm` initialises them.
+  vectors `u` ~ N(0, 1) and `sigma` 1, as `nn.SpectralNorm` initialises them, and
+  BatchNorm's running mean 0 and variance 1, as `nn.BatchNorm` does.
 
   Returns:
     {"params": ..., "batch_stats": ...} (the collections `module.init`
@@ -430,6 +431,10 @@ def host_init_variables(module: nn.Module, *args, seed: int = 0, **kwargs) -> di
     elif path[0] == "batch_stats" and name.endswith("/u"):
       value = rng.standard_normal(leaf.shape)
     elif path[0] == "batch_stats" and name.endswith("/sigma"):
+      value = np.ones(leaf.shape)
+    elif path[0] == "batch_stats" and name == "mean":  # BatchNorm's running statistics
+      value = np.zeros(leaf.shape)
+    elif path[0] == "batch_stats" and name == "var":
       value = np.ones(leaf.shape)
     else:
       raise ValueError(f"host_init_variables does not know how to initialise {'/'.join(path)}")

@@ -53,6 +53,7 @@ METHODS: dict[str, str] = {
   "decoupled_gan": "jaxface.methods.decoupled_gan",
   "facefill": "jaxface.methods.facefill",
   "multiview_depth": "jaxface.methods.multiview_depth",
+  "personalized": "jaxface.methods.personalized",
 }
 PROTOCOL = ("create_dataset", "create_state", "stages", "evaluate", "summaries")
 

@@ -8,9 +8,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.linalg
+import scipy.spatial
+import scipy.spatial.transform
 
 from jaxface.metrics import shape
-from jaxface.metrics.shape import ShapeGenerator
+from jaxface.metrics.shape import ShapeGenerator, aligned_vertex_error, similarity_align
 
 
 def brute_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -257,3 +260,25 @@ def test_sparse_reconstruction_rmse(linear_parts, procedural):
   assert mean_rmse > 1.0
   with pytest.raises(ValueError, match="targets must have shape"):
     shape.fit_sparse(generator, keypoints, truth[:, :5], 0.0)
+
+
+def test_similarity_align_recovers_a_known_similarity_and_matches_scipy_procrustes():
+  rng = np.random.default_rng(0)
+  target = rng.normal(size=(200, 3))
+  rotation = scipy.spatial.transform.Rotation.from_euler("xyz", [20, -35, 50], degrees=True)
+  source = 0.37 * rotation.apply(target) + np.array([4.0, -2.0, 1.0])
+  np.testing.assert_allclose(similarity_align(source, target), target, atol=1e-9)
+  noisy = source + 0.01 * rng.normal(size=source.shape)
+  aligned = similarity_align(noisy, target)
+  # scipy's procrustes standardises both sets; its disparity is our residual in those units.
+  _, _, disparity = scipy.spatial.procrustes(target, noisy)
+  centred = target - target.mean(0)
+  ours = np.sum((aligned - target) ** 2) / np.sum(centred**2)
+  assert ours == pytest.approx(disparity, rel=1e-6)
+  # The rotation is scipy's orthogonal Procrustes one (no reflection needed here).
+  expected, _ = scipy.linalg.orthogonal_procrustes(noisy - noisy.mean(0), centred)
+  spread = noisy - noisy.mean(0)
+  scale = np.sqrt(1 - disparity) * np.linalg.norm(centred) / np.linalg.norm(spread)
+  np.testing.assert_allclose(aligned - target.mean(0), scale * spread @ expected, atol=1e-6)
+  errors = aligned_vertex_error(np.stack([source, noisy]), np.stack([target, target]))
+  assert errors[0] == pytest.approx(0.0, abs=1e-9) and errors[1] > 0

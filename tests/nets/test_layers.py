@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import chex
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -286,6 +287,21 @@ def test_host_init_matches_the_structure_of_init():
       np.testing.assert_array_equal(value, 0.0)
   kernel = variables["params"]["features"]["conv1"]["conv"]["conv"]["kernel"]  # (3, 3, 3, 4)
   assert 0.1 < float(jnp.std(kernel)) * np.sqrt(27) < 2.0
+
+
+def test_host_init_gives_batch_norm_the_statistics_flax_starts_from():
+  class ConvBN(nn.Module):
+    @nn.compact
+    def __call__(self, x, train: bool):
+      x = nn.Conv(4, (3, 3))(x)
+      return nn.BatchNorm(use_running_average=not train)(x)
+
+  x = jnp.zeros((2, 8, 8, 3))
+  expected = ConvBN().init(jax.random.PRNGKey(0), x, train=False)
+  variables = layers.host_init_variables(ConvBN(), x, train=False)
+  chex.assert_trees_all_equal_shapes_and_dtypes(variables, expected)
+  chex.assert_trees_all_equal(variables["batch_stats"], expected["batch_stats"])  # mean 0, var 1
+  np.testing.assert_array_equal(variables["params"]["BatchNorm_0"]["scale"], 1.0)
 
 
 def test_check_image_names_the_array_and_the_shape_it_wants():

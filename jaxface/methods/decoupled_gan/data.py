@@ -19,15 +19,7 @@ import tqdm
 from jaxface.data import synthetic
 from jaxface.data.builders import load_synthetic
 from jaxface.morphable import load as load_model
-from jaxface.morphable.model import MorphableModel
-
-MM_PER_UNIT = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
-
-
-def mm_per_unit(units: str) -> float:
-  if units not in MM_PER_UNIT:
-    raise ValueError(f"unknown length unit {units!r}; known: {sorted(MM_PER_UNIT)}")
-  return MM_PER_UNIT[units]
+from jaxface.morphable.model import MorphableModel, mm_per_unit
 
 
 class MeshDataset:
