@@ -7,6 +7,9 @@ draws), and a comparison of two methods trained on the same seeds as the
 interval of their per-seed differences (the paired t interval), which
 removes the variation both share (data order, initialisation). A gap whose
 interval holds 0 is within noise.
+
+`SeedGroup` holds one variant's evaluations by seed (what the report
+commands pair), and `markdown_table` writes the results pages' tables.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy import stats
+
+from jaxface.errors import InputFileError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,3 +84,38 @@ def compare(gap: Interval, lower_is_better: bool = True) -> str:
     return "within noise"
   first_lower = gap.high < 0.0
   return "better" if first_lower == lower_is_better else "worse"
+
+
+class SeedGroup:
+  """The evaluations of one variant (a label), by seed: what a report pairs across variants."""
+
+  def __init__(self, label: str):
+    self.label = label
+    self.by_seed: dict[int, dict[str, float]] = {}
+    self.steps: set[int] = set()  # the steps the runs were evaluated at
+
+  def add(self, seed: int, evaluation: dict[str, float], source: str) -> None:
+    """Adds one run's evaluation (with its "step"); InputFileError for a repeated seed."""
+    if seed in self.by_seed:
+      raise InputFileError(f"{source}: a second {self.label!r} run with seed {seed}")
+    self.by_seed[seed] = evaluation
+    self.steps.add(int(evaluation["step"]))
+
+  def values(self, key: str, seeds: Sequence[int] | None = None) -> list[float]:
+    """`key` of the runs of `seeds` (default all), in seed order; InputFileError if missing."""
+    seeds = sorted(self.by_seed) if seeds is None else seeds
+    missing = [s for s in seeds if key not in self.by_seed[s]]
+    if missing:
+      raise InputFileError(f"runs {self.label!r} seeds {missing} have no eval/{key}")
+    return [float(self.by_seed[s][key]) for s in seeds]
+
+
+def interval_cell(values: Sequence[float], digits: int = 2) -> str:
+  """A table cell: the mean and its 95% interval (`Interval.format`)."""
+  return mean_interval(values).format(digits)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+  """A markdown table (first column left-aligned, the others right-aligned), then a blank line."""
+  lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+  return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]

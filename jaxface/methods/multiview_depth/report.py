@@ -19,7 +19,14 @@ import pathlib
 
 from jaxface import cli
 from jaxface.errors import ConfigError, InputFileError
-from jaxface.metrics.spread import compare, mean_interval, paired_difference
+from jaxface.metrics.spread import (
+  SeedGroup,
+  compare,
+  interval_cell,
+  markdown_table,
+  mean_interval,
+  paired_difference,
+)
 from jaxface.training.runs import latest_evaluation, read_config
 
 EXPRESSIONS = ("NE", "AN", "DI", "FE", "HA", "SA", "SU", "CO")
@@ -27,21 +34,12 @@ FULL = "full"
 MARKER = "bu3dfe/depthnet/mean"
 
 
-class Group:
-  """The evaluations of one label, by seed."""
+class Group(SeedGroup):
+  """The evaluations of one label by seed, and the 3DMM stages their depth stages started from."""
 
   def __init__(self, label: str):
-    self.label = label
-    self.by_seed: dict[int, dict[str, float]] = {}
+    super().__init__(label)
     self.three_dmm_runs: set[str] = set()
-    self.depth_steps: set[int] = set()  # the steps the runs were evaluated at
-
-  def values(self, key: str, seeds=None) -> list[float]:
-    seeds = sorted(self.by_seed) if seeds is None else seeds
-    missing = [s for s in seeds if key not in self.by_seed[s]]
-    if missing:
-      raise InputFileError(f"runs {self.label!r} seeds {missing} have no eval/{key}")
-    return [float(self.by_seed[s][key]) for s in seeds]
 
 
 def collect(arguments: list[str]) -> dict[str, Group]:
@@ -63,22 +61,9 @@ def collect(arguments: list[str]) -> dict[str, Group]:
     if not label:
       label = FULL if config.ablation == "none" else str(config.ablation)
     group = groups.setdefault(label, Group(label))
-    seed = int(config.seed)
-    if seed in group.by_seed:
-      raise InputFileError(f"{workdir}: a second {label!r} run with seed {seed}")
-    group.by_seed[seed] = latest_evaluation(workdir, MARKER)
+    group.add(int(config.seed), latest_evaluation(workdir, MARKER), str(workdir))
     group.three_dmm_runs.add(str(config.warm_start.three_dmm.workdir) or str(workdir))
-    group.depth_steps.add(int(group.by_seed[seed]["step"]))  # the evaluated checkpoint's
   return dict(sorted(groups.items(), key=lambda item: item[0] != FULL))
-
-
-def _cell(values: list[float], digits: int = 2) -> str:
-  return mean_interval(values).format(digits)
-
-
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-  lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
-  return lines + ["| " + " | ".join(row) + " |" for row in rows] + [""]
 
 
 def depth_tables(groups: dict[str, Group]) -> list[str]:
@@ -86,7 +71,7 @@ def depth_tables(groups: dict[str, Group]) -> list[str]:
   first = next(iter(groups.values()))
   rows = []  # (name, group, method, seeds, runs column, steps column)
   for group in groups.values():
-    steps = "/".join(str(s) for s in sorted(group.depth_steps))
+    steps = "/".join(str(s) for s in sorted(group.steps))
     seeds = sorted(group.by_seed)
     rows.append((f"DepthNet ({group.label})", group, "depthnet", seeds, str(len(seeds)), steps))
   if len(first.three_dmm_runs) == 1:  # one 3DMMNet scored by every run: one figure, no spread
@@ -98,25 +83,25 @@ def depth_tables(groups: dict[str, Group]) -> list[str]:
   body = []
   for name, group, method, seeds, runs, steps in rows:
     cells = [
-      _cell(group.values(f"bu3dfe/{method}/{statistic}", seeds))
+      interval_cell(group.values(f"bu3dfe/{method}/{statistic}", seeds))
       for statistic in ("mean", "median", "p90")
     ]
-    florence = _cell(group.values(f"florence/{method}/nme", seeds), 4)
+    florence = interval_cell(group.values(f"florence/{method}/nme", seeds), 4)
     body.append([name, *cells, florence, runs, steps])
   best = first.values("bu3dfe/best_fit_3dmm/mean")[0]
   body.append(["best 3DMM fit (the 3DMM's floor)", f"{best:.2f}", "", "", "", "-", "-"])
-  out += _table(["method", "mean", "median", "p90", "Florence NME", "runs", "steps"], body)
+  out += markdown_table(["method", "mean", "median", "p90", "Florence NME", "runs", "steps"], body)
   out += ["By expression (mean over seeds, % of the depth range):", ""]
   body = [
     [name, *(f"{mean_interval(group.values(f'bu3dfe/{method}/{e}', seeds)).mean:.2f}"
              for e in EXPRESSIONS)]
     for name, group, method, seeds, _, _ in rows
   ]  # fmt: skip
-  out += _table(["method", *EXPRESSIONS], body)
+  out += markdown_table(["method", *EXPRESSIONS], body)
   return out
 
 
-def instrument_table(groups: dict[str, Group]) -> list[str]:
+def instrumentmarkdown_table(groups: dict[str, Group]) -> list[str]:
   """The instruments: suitability vs specularity, occlusion vs true co-visibility, the pose."""
   columns = [
     ("suitability AUC", "suitability/specular_auc", 3),
@@ -131,11 +116,11 @@ def instrument_table(groups: dict[str, Group]) -> list[str]:
     row = [group.label]
     for _, key, digits in columns:
       have = all(key in e for e in group.by_seed.values())
-      row.append(_cell(group.values(key), digits) if have else "n/a")
+      row.append(interval_cell(group.values(key), digits) if have else "n/a")
     body.append(row)
   header = ["runs", *(title for title, _, _ in columns)]
   title = "Instruments (suitability and occlusion masks, 3DMMNet's pose):"
-  return [title, "", *_table(header, body)]
+  return [title, "", *markdown_table(header, body)]
 
 
 def _gap_row(claim: str, metric: str, first: list[float], second: list[float], lower_better=True):
@@ -144,7 +129,7 @@ def _gap_row(claim: str, metric: str, first: list[float], second: list[float], l
   return [claim, metric, gap.format(digits), str(gap.n), compare(gap, lower_better)]
 
 
-def claim_table(groups: dict[str, Group]) -> list[str]:
+def claimmarkdown_table(groups: dict[str, Group]) -> list[str]:
   """One paired gap per claim of the paper, the full model first in every difference."""
   if FULL not in groups:
     return ["(no full-model runs: the claims' gaps need them)", ""]
@@ -175,7 +160,7 @@ def claim_table(groups: dict[str, Group]) -> list[str]:
       ))  # fmt: skip
   header = ["claim", "metric", "gap", "pairs", "verdict"]
   title = "Claims: paired gaps (95% interval of the per-seed difference):"
-  return [title, "", *_table(header, body)]
+  return [title, "", *markdown_table(header, body)]
 
 
 def report(arguments: list[str]) -> str:
@@ -187,7 +172,7 @@ def report(arguments: list[str]) -> str:
     f"Runs by seed: {seeds}. Frozen 3DMMNets: {len(three_dmm)}.",
     "",
   ]
-  out += depth_tables(groups) + instrument_table(groups) + claim_table(groups)
+  out += depth_tables(groups) + instrumentmarkdown_table(groups) + claimmarkdown_table(groups)
   return "\n".join(out).rstrip() + "\n"
 
 
