@@ -181,50 +181,55 @@ class BlendshapeMatch(NamedTuple):
   """How a source rig's blendshapes drive a target's (`match_blendshapes`).
 
   Attributes:
-    source_index: (Kt,) int32, for each target blendshape the source one driving it (0 if none).
-    matched: (Kt,) bool, whether a source blendshape of that name exists.
+    mapping: (Ks, Kt) float32, target weights = source weights @ mapping.
+    matched: (Kt,) bool, whether some source blendshape drives that target one.
     unmatched_source: names of the source that drive nothing.
     unmatched_target: names of the target that nothing drives (kept at weight 0).
   """
 
-  source_index: np.ndarray
+  mapping: np.ndarray
   matched: np.ndarray
   unmatched_source: tuple[str, ...]
   unmatched_target: tuple[str, ...]
 
 
+SIDES = ("_L", "_R")
+
+
 def _sideless(name: str) -> str:
-  return name[:-2] if name.endswith(("_L", "_R")) else name
+  return name[:-2] if name.endswith(SIDES) else name
 
 
 def match_blendshapes(source: tuple[str, ...], target: tuple[str, ...]) -> BlendshapeMatch:
   """Matches ARKit blendshape names of a source rig to a target's.
 
-  A target name takes the source blendshape of the same name; failing that
-  (a sided target name such as "mouthLowerDown_L" against a source with one
-  "mouthLowerDown", or the reverse), the source of the same name without its
-  side suffix. Names compare case-sensitively, as ARKit spells them.
+  A target blendshape takes the source one of the same name. Failing that,
+  a sided target ("mouthLowerDown_L") takes the source's unsided one
+  ("mouthLowerDown"), and an unsided target ("browInnerUp") the mean of the
+  source's two sides (or the one side it has). Names compare
+  case-sensitively, as ARKit spells them.
   """
   source, target = tuple(source), tuple(target)
-  exact = {name: i for i, name in enumerate(source)}
-  sideless: dict[str, int] = {}
-  for i, name in enumerate(source):
-    sideless.setdefault(_sideless(name), i)
-  index = np.zeros(len(target), np.int32)
-  matched = np.zeros(len(target), bool)
+  index = {name: i for i, name in enumerate(source)}
+  mapping = np.zeros((len(source), len(target)), np.float32)
   for j, name in enumerate(target):
-    found = exact.get(name, exact.get(_sideless(name), sideless.get(_sideless(name))))
-    if found is not None:
-      index[j], matched[j] = found, True
-  used = set(index[matched].tolist())
+    if name in index:
+      mapping[index[name], j] = 1.0
+    elif _sideless(name) != name and _sideless(name) in index:
+      mapping[index[_sideless(name)], j] = 1.0
+    else:
+      sides = [index[name + side] for side in SIDES if name + side in index]
+      mapping[sides, j] = 1.0 / max(len(sides), 1)
+  matched = mapping.any(axis=0)
+  drives = mapping.any(axis=1)
   return BlendshapeMatch(
-    source_index=index,
+    mapping=mapping,
     matched=matched,
-    unmatched_source=tuple(name for i, name in enumerate(source) if i not in used),
+    unmatched_source=tuple(name for i, name in enumerate(source) if not drives[i]),
     unmatched_target=tuple(name for j, name in enumerate(target) if not matched[j]),
   )
 
 
 def retarget_weights(weights: jax.Array, match: BlendshapeMatch) -> jax.Array:
   """Source weights (..., Ks) -> the target's (..., Kt); unmatched target blendshapes get 0."""
-  return jnp.where(jnp.asarray(match.matched), weights[..., jnp.asarray(match.source_index)], 0.0)
+  return weights @ jnp.asarray(match.mapping)

@@ -32,10 +32,12 @@ stderr and exit status 2, and nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import pathlib
 import time
+import warnings
 
 import imageio.v3 as iio
 import jax
@@ -82,6 +84,15 @@ DEFAULT_FPS = 25.0
 # --------------------------------------------------------------------------- reading
 
 
+@contextlib.contextmanager
+def _ffmpeg_quiet():
+  """imageio runs ffmpeg as a subprocess; JAX warns on every fork of a process with its threads,
+  but the child only execs ffmpeg, which is safe, so that one warning is silenced here."""
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+    yield
+
+
 def read_frames(path: str | pathlib.Path, max_frames: int = 0) -> tuple[list[np.ndarray], float]:
   """A video file or a folder of frames -> (frames (H, W, 3) uint8, frames per second)."""
   path = pathlib.Path(path)
@@ -98,11 +109,12 @@ def read_frames(path: str | pathlib.Path, max_frames: int = 0) -> tuple[list[np.
     raise NotFoundError(f"video {path} not found")
   try:
     frames = []
-    for frame in iio.imiter(path):
-      frames.append(np.asarray(frame)[..., :3])
-      if max_frames and len(frames) == max_frames:
-        break
-    fps = float(iio.immeta(path).get("fps", DEFAULT_FPS))
+    with _ffmpeg_quiet():
+      for frame in iio.imiter(path):
+        frames.append(np.asarray(frame)[..., :3])
+        if max_frames and len(frames) == max_frames:
+          break
+      fps = float(iio.immeta(path).get("fps", DEFAULT_FPS))
   except Exception as error:  # imageio's plugins raise many kinds; name the file
     raise InputFileError(f"video {path} could not be read by imageio ({error})") from None
   if not frames:
@@ -323,7 +335,8 @@ def run_video(
       "unmatched_source": list(match.unmatched_source),
     }  # fmt: skip
   strip = np.concatenate([_uint8(p) for p in panels], axis=2)  # (T, H, P W, 3)
-  iio.imwrite(output / "video.mp4", strip, fps=fps, macro_block_size=1)
+  with _ffmpeg_quiet():
+    iio.imwrite(output / "video.mp4", strip, fps=fps, macro_block_size=1)
   rows = np.unique(
     np.linspace(0, len(frames) - 1, min(GRID_FRAMES, len(frames))).round().astype(int)
   )

@@ -68,6 +68,12 @@ def test_smoke_command_trains_both_stages_then_evaluates(smoke_run):
   assert _changed(states[3], states[5]) == {"modeling"}  # the finetune stage freezes tracking
   final = [line for line in lines if "eval/reconstruction/vertex_error_mm" in line][-1]
   assert final["step"] == 5
+  expected = {f"reconstruction/{n}" for n in ("vertex_error_mm", "neutral_error_mm",
+              "expression_error_mm", "photometric", "landmark_error_px")} | {
+    "retargeting/vertex_error_mm", "retargeting/expression_error_mm", "tracking/weight_error",
+    "tracking/rotation_error_deg", "data/identity_specific_pct", "data/generic_floor_mm",
+    "data/expression_displacement_mm"}  # fmt: skip
+  assert {k[len("eval/") :] for k in final if k.startswith("eval/")} == expected
   assert all(np.isfinite(v) for k, v in final.items() if k.startswith("eval/"))
   names = {p.name for p in (smoke_run / "summaries" / "step_00000005").iterdir()}
   assert {"input.png", "reconstruction.png", "overlay.png", "reconstruction_mesh_0.obj"} <= names
@@ -101,18 +107,21 @@ def sequences(smoke_run):
 
 def test_the_video_command_reconstructs_retargets_and_drives_a_puppet(smoke_run, sequences,
                                                                       tmp_path):  # fmt: skip
-  frames = tmp_path / "user_a"
+  frames = tmp_path / "user"
   _write_frames(frames, sequences[0])
-  iio.imwrite(tmp_path / "user_b.mp4", sequences[1], fps=10, macro_block_size=1)
   output = tmp_path / "out"
+  # Retargeting the user to themself: their model driven by their own track is the tracked mesh.
   result = video.run_video(
-    frames, smoke_run, output, retarget_to=tmp_path / "user_b.mp4", puppet="procedural",
-    box="full", smooth=1.0, model_frames=2,
+    frames, smoke_run, output, retarget_to=frames, puppet="procedural", box="full", smooth=1.0,
+    model_frames=2,
   )  # fmt: skip
   count = len(sequences[0])
   assert result["frames"] == count
-  for folder in ("meshes", "retarget", "puppet"):
-    assert len(list((output / folder).glob("frame_*.obj"))) == count
+  for index in range(count):
+    tracked, _ = load_mesh(output / "meshes" / f"frame_{index:05d}.obj")
+    retargeted, _ = load_mesh(output / "retarget" / f"frame_{index:05d}.obj")
+    np.testing.assert_allclose(retargeted, tracked, atol=1e-5)
+  assert len(list((output / "puppet").glob("frame_*.obj"))) == count
   # A procedural puppet driven by a procedural rig matches every blendshape by name.
   assert result["puppet"]["matched"] == result["puppet"]["blendshapes"]
   assert result["puppet"]["unmatched_puppet"] == []
@@ -122,17 +131,20 @@ def test_the_video_command_reconstructs_retargets_and_drives_a_puppet(smoke_run,
   tracks = json.loads((output / "tracking.json").read_text())
   assert len(tracks) == count and tracks[0]["box"] == {"x": 0, "y": 0, "size": size}
   assert all(t["box"]["size"] > 0 for t in tracks) and len(tracks[0]["weights"]) == 40
+  grid = np.asarray(PIL.Image.open(output / "grid.png"))
+  assert grid.shape == (min(video.GRID_FRAMES, count) * size, 5 * size, 3)
 
 
-def test_retargeting_a_user_to_themself_reproduces_the_tracked_mesh(smoke_run, sequences, tmp_path):
-  frames = tmp_path / "user"
-  _write_frames(frames, sequences[0])
-  output = tmp_path / "self"
-  video.run_video(frames, smoke_run, output, retarget_to=frames, box="full", model_frames=2)
-  for index in range(len(sequences[0])):
-    tracked, _ = load_mesh(output / "meshes" / f"frame_{index:05d}.obj")
-    retargeted, _ = load_mesh(output / "retarget" / f"frame_{index:05d}.obj")
-    np.testing.assert_allclose(retargeted, tracked, atol=1e-5)
+def test_videos_and_frame_folders_are_read_alike(sequences, tmp_path):
+  iio.imwrite(tmp_path / "user.mp4", sequences[1], fps=10, macro_block_size=1)
+  _write_frames(tmp_path / "user", sequences[1])
+  from_video, fps = video.read_frames(tmp_path / "user.mp4")
+  from_folder, _ = video.read_frames(tmp_path / "user", max_frames=2)
+  assert fps == pytest.approx(10.0) and len(from_video) == len(sequences[1])
+  assert len(from_folder) == 2
+  np.testing.assert_array_equal(from_folder[1], sequences[1][1])
+  # lossy video: close to the frames, not equal
+  assert np.abs(from_video[1].astype(float) - sequences[1][1]).mean() < 12
 
 
 def test_the_video_command_refuses_bad_input_before_writing(smoke_run, tmp_path):

@@ -108,21 +108,40 @@ def test_person_from_maps_converts_cm_to_model_units_and_offsets_the_mean_albedo
   assert person.dynamic_albedo.shape == (1, ke, size, size, 3)
 
 
-def test_blendshape_names_match_exactly_or_without_their_side():
+def test_blendshape_names_match_exactly_or_across_sides():
   source = ("jawOpen", "mouthLowerDown", "eyeBlink_L", "eyeBlink_R", "tongueOut")
-  target = ("eyeBlink_R", "jawOpen", "mouthLowerDown_L", "mouthLowerDown_R", "cheekPuff")
-  match = rig.match_blendshapes(source, target)
-  np.testing.assert_array_equal(match.matched, [True, True, True, True, False])
-  assert [source[i] for i in match.source_index[:4]] == [
+  target = (
     "eyeBlink_R",
     "jawOpen",
-    "mouthLowerDown",
-    "mouthLowerDown",
-  ]
+    "mouthLowerDown_L",
+    "mouthLowerDown_R",
+    "eyeBlink",
+    "cheekPuff",
+  )
+  match = rig.match_blendshapes(source, target)
+  np.testing.assert_array_equal(match.matched, [True, True, True, True, True, False])
   assert match.unmatched_target == ("cheekPuff",)
-  assert match.unmatched_source == ("eyeBlink_L", "tongueOut")
-  weights = jnp.asarray([[0.1, 0.2, 0.3, 0.4, 0.5]])
-  np.testing.assert_allclose(rig.retarget_weights(weights, match), [[0.4, 0.1, 0.2, 0.2, 0.0]])
+  assert match.unmatched_source == ("tongueOut",)
+  weights = jnp.asarray([[0.1, 0.2, 0.3, 0.5, 0.9]])
+  # eyeBlink_R <- 0.5, jawOpen <- 0.1, both mouthLowerDown sides <- 0.2, eyeBlink <- mean(0.3, 0.5)
+  np.testing.assert_allclose(
+    rig.retarget_weights(weights, match), [[0.5, 0.1, 0.2, 0.2, 0.4, 0.0]], rtol=1e-6
+  )
+
+
+def test_the_procedural_rig_drives_ict_facekit_by_name(procedural, ict_model):
+  to_ict = rig.match_blendshapes(procedural.expression_names, ict_model.expression_names)
+  assert not to_ict.unmatched_source  # every procedural blendshape drives ICT
+  # ICT's gaze and lip-press shapes have no procedural counterpart: listed, kept at 0.
+  assert set(to_ict.unmatched_target) == {
+    *(f"eyeLook{d}_{s}" for d in ("Down", "In", "Out", "Up") for s in "LR"),
+    "mouthClose", "mouthPress_L", "mouthPress_R",
+  }  # fmt: skip
+  from_ict = rig.match_blendshapes(ict_model.expression_names, procedural.expression_names)
+  assert from_ict.matched.all()  # ICT's sided browInnerUp_L/_R average into browInnerUp
+  column = procedural.expression_names.index("browInnerUp")
+  rows = [ict_model.expression_names.index(f"browInnerUp_{s}") for s in "LR"]
+  np.testing.assert_allclose(from_ict.mapping[rows, column], 0.5)
 
 
 def test_retargeting_a_rig_to_itself_reproduces_its_tracked_mesh(procedural, arrays):
