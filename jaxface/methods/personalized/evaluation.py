@@ -41,7 +41,11 @@ import tqdm
 from jaxface.data import personal
 from jaxface.geometry.transforms import euler_to_matrix
 from jaxface.methods.personalized import losses, networks, rig
-from jaxface.methods.personalized.image_formation import personal_model, render_frames
+from jaxface.methods.personalized.image_formation import (
+  grey_render,
+  personal_model,
+  render_frames,
+)
 from jaxface.methods.personalized.networks import State
 from jaxface.methods.protocol import frozen
 from jaxface.metrics.shape import aligned_vertex_error
@@ -192,12 +196,43 @@ def _generic_floor(model, truth: Truth) -> tuple[float, float]:
   return float(np.mean(residuals)), float(np.mean(floors))
 
 
+#: Blendshapes shown in the summaries' blendshape grid (those that move the face most).
+SUMMARY_BLENDSHAPES = 8
+
+
+@functools.partial(jax.jit, static_argnames=("size", "distance"))
+def _frontal_grey(arrays, meshes: jax.Array, size: int, distance: float) -> jax.Array:
+  """(N, V, 3) face-frame meshes seen frontally at `distance` face heights, grey."""
+  count, height = meshes.shape[0], jnp.ptp(arrays.mean[:, 1])
+  track = networks.Track(
+    jnp.broadcast_to(jnp.eye(3), (count, 3, 3)),
+    jnp.broadcast_to(jnp.asarray([0.0, 0.0, -distance]) * height, (count, 3)),
+    jnp.zeros((count, 1)), jnp.zeros((count, 27)),
+  )  # fmt: skip
+  return grey_render(meshes, arrays.triangles, networks.cameras(track, size), size, height)
+
+
+def blendshape_meshes(state: State, person, truth: Truth | None) -> np.ndarray:
+  """Rows of the user's most moving blendshapes at weight 1 on their neutral: the generic B_k,
+  the learnt B_k + dB_k and (given `truth`) the true ones on the true neutral: (R x 8, V, 3)."""
+  basis = np.asarray(state.arrays.expression_basis)
+  chosen = np.argsort(-np.linalg.norm(basis, axis=-1).mean(-1))[:SUMMARY_BLENDSHAPES]
+  neutral = np.asarray(rig.neutral_shape(state.arrays, person))
+  personal = np.asarray(rig.blendshapes(state.arrays, person))
+  rows = [neutral + basis[chosen], neutral + personal[chosen]]
+  if truth is not None:
+    rows.append(truth.neutral + (basis + truth.rig.shape_corrections)[chosen])
+  return np.concatenate(rows)
+
+
 def summaries(state: State, batch, config) -> dict:
-  """Image grids of a few users' frames: input, reconstruction, and the mesh of the first frame."""
+  """Image grids of a few users' frames (input, reconstruction, overlay), the first user's
+  blendshapes (generic / learnt / true on an evaluation batch) and their first frame's mesh."""
   config = frozen(config)
   pc = config.personalized
   images = np.asarray(batch["image"])
-  if images.dtype == np.uint8:  # an evaluation sequence
+  evaluation_batch = images.dtype == np.uint8  # whole sequences, with their ground truth
+  if evaluation_batch:
     images = images.astype(np.float32) / 255.0
   count = min(int(pc.eval.num_summaries), images.shape[0])
   images = images[:count]
@@ -206,9 +241,17 @@ def summaries(state: State, batch, config) -> dict:
   size = images.shape[2]
   frames = images.reshape(-1, size, size, 3)
   mask = out["mask"][..., None] > 0.5
+  first = jax.tree.map(lambda x: jnp.asarray(x[0]), out["person"])
+  truth = None
+  if evaluation_batch:
+    example = {key: np.asarray(batch[key])[0] for key in ("identity", "expression")}
+    truth = Truth(load_model(str(config.data.model)), example, float(config.data.personal_strength))
+  shapes = blendshape_meshes(state, first, truth)
+  distance = float(pc.nominal_distance)
   return {
     "input": frames,
     "reconstruction": np.clip(out["image"], 0.0, 1.0),
     "overlay": np.where(mask, 0.5 * frames + 0.5 * np.clip(out["image"], 0, 1), frames),
+    "blendshapes": np.asarray(_frontal_grey(state.arrays, jnp.asarray(shapes), size, distance)),
     "reconstruction_mesh": (out["vertices"][0, 0], np.asarray(state.arrays.triangles)),
   }

@@ -8,7 +8,9 @@ trained is what is measured. Plain jnp over batches (jit/grad-safe).
   no-dynamic-albedo ablation drops dA_k);
 - `render_frames`: frame meshes S(w) and albedos A(w) rendered by
   jaxface's rasterizer under each frame's SH light and camera, and the 68
-  landmarks projected.
+  landmarks projected;
+- `grey_render`: meshes alone, grey under a frontal light (pictures of
+  shapes: blendshapes, puppets).
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxface.geometry.camera import PerspectiveCamera
 from jaxface.methods.personalized import rig
 from jaxface.methods.personalized.networks import PersonMaps, Track, cameras
 from jaxface.methods.personalized.rig import Person, RigArrays
 from jaxface.render.render import RenderOutput, render
+from jaxface.render.shading import dc_only_coefficients
 
 #: Clip planes in face heights (faces are about 4.4 face heights from the camera).
 NEAR, FAR = 0.25, 25.0
@@ -72,3 +76,14 @@ def render_frames(
   )  # fmt: skip
   landmarks, _ = camera.project(flat[:, arrays.landmarks])
   return Frames(vertices, out, landmarks)
+
+
+def grey_render(vertices: jax.Array, triangles, camera: PerspectiveCamera, size: int, height):
+  """(N, V, 3) meshes in their cameras, grey under a frontal light: (N, H, W, 3)."""
+  light = dc_only_coefficients(1.0).at[jnp.array([2, 11, 20])].set(0.6)
+  out = render(
+    vertices, triangles, camera, (size, size), uv=jnp.zeros((1, 2)),
+    triangle_uv=jnp.zeros_like(jnp.asarray(triangles)), albedo=jnp.full((1, 1, 3), 0.75),
+    sh_coefficients=light, near=NEAR * height, far=FAR * height, background=1.0,
+  )  # fmt: skip
+  return out.image

@@ -60,19 +60,15 @@ from jaxface.data.photos import (
   read_image,
 )
 from jaxface.errors import InputFileError, NotFoundError
-from jaxface.geometry.camera import PerspectiveCamera
 from jaxface.io.mesh import export_mesh
 from jaxface.methods.personalized import networks, rig, tracking
 from jaxface.methods.personalized.image_formation import (
-  FAR,
-  NEAR,
+  grey_render,
   personal_model,
   render_frames,
 )
 from jaxface.methods.personalized.networks import State, Track
 from jaxface.morphable import load as load_model
-from jaxface.render.render import render
-from jaxface.render.shading import dc_only_coefficients
 from jaxface.training import load_run
 
 OUTPUT_FILES = ("meshes", "retarget", "puppet", "video.mp4", "grid.png", "tracking.json",
@@ -221,17 +217,6 @@ def personalise(state, config, frames, box: str | Box, model_frames: int, name: 
 
 
 # --------------------------------------------------------------------------- puppets
-
-
-def grey_render(vertices: jax.Array, triangles, camera: PerspectiveCamera, size: int, height):
-  """(N, V, 3) meshes in their cameras, grey under a frontal light: (N, H, W, 3)."""
-  light = dc_only_coefficients(1.0).at[jnp.array([2, 11, 20])].set(0.6)
-  out = render(
-    vertices, triangles, camera, (size, size), uv=jnp.zeros((1, 2)),
-    triangle_uv=jnp.zeros_like(jnp.asarray(triangles)), albedo=jnp.full((1, 1, 3), 0.75),
-    sh_coefficients=light, near=NEAR * height, far=FAR * height, background=1.0,
-  )  # fmt: skip
-  return out.image
 
 
 def puppet_frames(puppet, match: rig.BlendshapeMatch, track: Track, source_height, size: int):

@@ -76,7 +76,8 @@ def test_smoke_command_trains_both_stages_then_evaluates(smoke_run):
   assert {k[len("eval/") :] for k in final if k.startswith("eval/")} == expected
   assert all(np.isfinite(v) for k, v in final.items() if k.startswith("eval/"))
   names = {p.name for p in (smoke_run / "summaries" / "step_00000005").iterdir()}
-  assert {"input.png", "reconstruction.png", "overlay.png", "reconstruction_mesh_0.obj"} <= names
+  assert {"input.png", "reconstruction.png", "overlay.png", "blendshapes.png",
+          "reconstruction_mesh_0.obj"} <= names  # fmt: skip
 
 
 def test_a_standalone_finetune_stage_warm_starts_both_networks(smoke_run, tmp_path,

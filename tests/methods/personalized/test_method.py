@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -154,3 +155,34 @@ def test_the_truth_is_the_persons_own_rig_centred_like_the_renders(smoke):
 def test_evaluation_frames_are_evenly_spaced():
   np.testing.assert_array_equal(evaluation.model_frame_ids(8, 4), [0, 2, 5, 7])
   np.testing.assert_array_equal(evaluation.model_frame_ids(3, 4), [0, 1, 2])
+
+
+def test_the_blendshape_picture_shows_generic_learnt_and_true_blendshapes(smoke, state):
+  config, _, _ = smoke
+  example = personalized.create_dataset(config, "eval")[0]
+  truth = evaluation.Truth(load_model("procedural"), example, 1.0)
+  rng = np.random.default_rng(0)
+  corrections = 0.01 * rng.normal(size=state.arrays.expression_basis.shape)
+  person = evaluation.rig.Person(
+    identity=jnp.zeros(state.arrays.identity_basis.shape[0]),
+    neutral_correction=jnp.zeros_like(state.arrays.mean),
+    blendshape_corrections=jnp.asarray(corrections, jnp.float32),
+    albedo=state.arrays.albedo_mean,
+    dynamic_albedo=jnp.zeros((1, 1, 1, 3)),
+  )
+  meshes = evaluation.blendshape_meshes(state, person, truth)
+  count = evaluation.SUMMARY_BLENDSHAPES
+  assert meshes.shape == (3 * count, *state.arrays.mean.shape)
+  basis = np.asarray(state.arrays.expression_basis)
+  moving = np.linalg.norm(basis, axis=-1).mean(-1)
+  chosen = np.argsort(-moving)[:count]
+  assert moving[chosen].min() >= np.delete(moving, chosen).max()  # the most moving ones
+  mean = np.asarray(state.arrays.mean)
+  np.testing.assert_allclose(meshes[:count], mean + basis[chosen], atol=1e-5)
+  np.testing.assert_allclose(
+    meshes[count : 2 * count] - meshes[:count],
+    np.asarray(person.blendshape_corrections)[chosen], atol=1e-5,
+  )  # fmt: skip
+  truth_rows = truth.neutral + basis[chosen] + truth.rig.shape_corrections[chosen]
+  np.testing.assert_allclose(meshes[2 * count :], truth_rows, atol=1e-5)
+  assert evaluation.blendshape_meshes(state, person, None).shape[0] == 2 * count
