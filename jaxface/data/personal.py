@@ -213,16 +213,32 @@ def _displacement(model: MorphableModel, rig: PersonalRig, expression):
   return basis, expression @ (basis + corrections)
 
 
+_QR: dict[int, tuple[MorphableModel, np.ndarray, np.ndarray]] = {}
+
+
+def _basis_qr(model: MorphableModel, basis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """The reduced QR of the generic basis (3V, Ke), computed once per model object."""
+  cached = _QR.get(id(model))
+  if cached is None or cached[0] is not model:
+    cached = (model, *np.linalg.qr(basis.T))
+    _QR[id(model)] = cached
+  return cached[1], cached[2]
+
+
 def generic_fit(model: MorphableModel, rig: PersonalRig, expression) -> np.ndarray:
   """(Ke,) the generic-rig weights in [0, 1] closest (least squares) to a personal expression.
 
   The personal displacement sum_k w_k (B_k + dB_k) fitted by sum_k v_k B_k:
-  the best the generic-rig baseline can do for that expression.
+  the best the generic-rig baseline can do for that expression. Solved on
+  the basis's QR factor (Ke x Ke), which has the same minimisers as the
+  full 3V-row problem; the minimiser need not be unique (nearly collinear
+  blendshapes), the residual is.
   """
   basis, target = _displacement(model, rig, expression)
   if not np.any(target):
     return np.zeros(model.num_expression)
-  return scipy.optimize.lsq_linear(basis.T, target, bounds=(0.0, 1.0)).x
+  q, r = _basis_qr(model, basis)
+  return scipy.optimize.lsq_linear(r, q.T @ target, bounds=(0.0, 1.0), method="bvls").x
 
 
 def generic_fit_residual(model: MorphableModel, rig: PersonalRig, expression) -> float:

@@ -142,3 +142,16 @@ def test_the_default_rig_leaves_a_share_of_each_emotion_to_personalisation(proce
 def test_a_code_of_the_wrong_size_is_named(procedural):
   with pytest.raises(ValueError, match=r"identity code must have shape \(50,\)"):
     personal.personal_rig(procedural, np.zeros(3))
+
+
+def test_generic_fit_reaches_the_residual_of_the_full_bounded_least_squares(procedural, rig):
+  import scipy.optimize
+
+  weights = 0.7 * emotion_vector(procedural, "surprise")
+  basis = np.asarray(procedural.expression_basis, np.float64).reshape(procedural.num_expression, -1)
+  target = weights @ (basis + np.asarray(rig.shape_corrections, np.float64).reshape(basis.shape))
+  full = scipy.optimize.lsq_linear(basis.T, target, bounds=(0.0, 1.0), tol=1e-12).x
+  fitted = personal.generic_fit(procedural, rig, weights)
+  assert fitted.min() >= 0.0 and fitted.max() <= 1.0
+  residual = lambda x: np.linalg.norm(basis.T @ x - target)
+  assert residual(fitted) == pytest.approx(residual(full), rel=1e-6)

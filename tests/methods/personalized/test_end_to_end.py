@@ -5,6 +5,9 @@ stage warm-started from it; and the video command's three applications on its ou
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import imageio.v3 as iio
 import jax
@@ -17,7 +20,7 @@ from jaxface.errors import InputFileError, NotFoundError, OutputExistsError
 from jaxface.io.mesh import load_mesh
 from jaxface.methods import personalized
 from jaxface.methods.personalized import losses, video
-from tests.helpers import run_training
+from tests.helpers import REPO, TEST_XLA_FLAGS, run_training
 
 STEPS = {"joint": 3, "finetune": 2}  # the smoke command's steps per stage
 DIAGNOSTICS = ("face_coverage", "mean_weight")  # logged, not part of the loss
@@ -168,3 +171,16 @@ def test_the_video_command_refuses_bad_input_before_writing(smoke_run, tmp_path)
   (existing / "grid.png").write_bytes(b"")
   with pytest.raises(OutputExistsError, match="overwrite"):
     video.run_video(empty, smoke_run, existing)
+
+
+def test_the_command_line_reports_a_missing_video_in_one_line(smoke_run, tmp_path):
+  missing = tmp_path / "talk.mp4"
+  result = subprocess.run(
+    [sys.executable, "-m", "jaxface.methods.personalized.video", f"--input={missing}",
+     f"--workdir={smoke_run}", f"--output={tmp_path / 'out'}"],
+    cwd=REPO, env=dict(os.environ, XLA_FLAGS=TEST_XLA_FLAGS), capture_output=True, text=True,
+    timeout=300,
+  )  # fmt: skip
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert result.stderr.strip().splitlines() == [f"error: video {missing} not found"]
+  assert not (tmp_path / "out").exists()
