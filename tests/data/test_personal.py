@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.optimize
 
 from jaxface.data import personal
 from jaxface.data.synthetic import emotion_vector, identity_codes
@@ -145,8 +146,6 @@ def test_a_code_of_the_wrong_size_is_named(procedural):
 
 
 def test_generic_fit_reaches_the_residual_of_the_full_bounded_least_squares(procedural, rig):
-  import scipy.optimize
-
   weights = 0.7 * emotion_vector(procedural, "surprise")
   basis = np.asarray(procedural.expression_basis, np.float64).reshape(procedural.num_expression, -1)
   target = weights @ (basis + np.asarray(rig.shape_corrections, np.float64).reshape(basis.shape))
