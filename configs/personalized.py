@@ -21,14 +21,18 @@ Variants (`file.py:variant[,key=value...]`):
   cpu       procedural model, 64 x 64 frames, narrow networks (about an hour per stage at
             most on the 2-core CPU).
   smoke     procedural model, tiny (used by the tests).
-Arguments: stage=all|joint|finetune (default all), ablation=none|generic|no_dynamic_albedo (or
-the ablation alone as the variant), model=procedural|ict|PATH.
+Arguments: stage=all|joint|finetune (default all),
+ablation=none|generic|no_dynamic_albedo|free_corrections (or the ablation alone as the variant),
+model=procedural|ict|PATH.
 
 Ablations:
   generic            the baseline: the generic blendshape rig (no blendshape corrections, no
                      dynamic albedo) tracked by the same tracking network; the user's neutral
                      shape and static albedo are still personal.
   no_dynamic_albedo  personal blendshapes, static albedo only.
+  free_corrections   blendshape corrections allowed anywhere on the face (not only where their
+                     generic blendshape moves): the first design, which the results page
+                     shows absorbing identity into the expressions.
 
 Choices the supplement leaves open (fields below are documented beside them):
 - The personal model adds the morphable model's identity coefficients,
@@ -44,6 +48,9 @@ Choices the supplement leaves open (fields below are documented beside them):
   pose, weights and SH; the camera has the data's mean field of view (16 deg).
 - The modeling network's batch norms are the supplement's; its heads are
   linear (they output signed corrections).
+- A blendshape's correction is confined to where the generic blendshape
+  moves (`correction_support`); unconfined corrections let the personal
+  blendshapes carry identity (measured: docs/results/personalized.md).
 - Training: both stages use Adam (3e-4 joint, 1e-4 fine-tuning); batch of B
   users x K = 4 frames (the supplement's 4-image timing).
 - Data: every identity has its own rig (`jaxface.data.personal`) at
@@ -60,7 +67,7 @@ from jaxface.morphable.loaders import ict_available
 from jaxface.training import loop_defaults, parse_arg, warm_start_source
 
 VARIANTS = ("default", "paper", "cpu", "smoke")
-ABLATIONS = ("none", "generic", "no_dynamic_albedo")
+ABLATIONS = ("none", "generic", "no_dynamic_albedo", "free_corrections")
 STAGES = ("joint", "finetune")
 
 
@@ -103,8 +110,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   pc.draws_per_user = 16  # training examples per user per epoch (different K-frame draws)
   pc.eval_frames_per_user = 4  # frames a held-out user's model is built from
   pc.num_identity = 0  # identity modes of the model used (0: all)
-  pc.blendshape_corrections = ablation == "none" or ablation == "no_dynamic_albedo"
-  pc.dynamic_albedo = ablation == "none"
+  pc.blendshape_corrections = ablation != "generic"
+  pc.dynamic_albedo = ablation in ("none", "free_corrections")
+  # Where a blendshape correction dB_k may act: "blendshape" (scaled by |B_k| / max |B_k|, only
+  # where the generic blendshape moves, as deformation transfer never moves what the template's
+  # blendshape leaves still) or "free" (anywhere; see docs/results/personalized.md).
+  pc.correction_support = "free" if ablation == "free_corrections" else "blendshape"
   pc.encoder_widths = (64, 128, 128, 256, 256, 512, 512)  # Table 1a
   pc.decoder_widths = (512, 256, 128, 64)  # Table 1b
   pc.shape_scale = 0.1  # cm per unit of the shape heads' output

@@ -4,8 +4,9 @@ One path for training, evaluation and the video command, so what is
 trained is what is measured. Plain jnp over batches (jit/grad-safe).
 
 - `personal_model`: the modeling network's maps as a `rig.Person`, with the
-  method's variant applied (the generic rig drops dB_k and dA_k; the
-  no-dynamic-albedo ablation drops dA_k);
+  method's variant applied (corrections dB_k confined to where their generic
+  blendshape moves unless `correction_support="free"`; the generic rig drops
+  dB_k and dA_k; the no-dynamic-albedo ablation drops dA_k);
 - `render_frames`: frame meshes S(w) and albedos A(w) rendered by
   jaxface's rasterizer under each frame's SH light and camera, and the 68
   landmarks projected;
@@ -34,9 +35,10 @@ NEAR, FAR = 0.25, 25.0
 def personal_model(config, arrays: RigArrays, maps: PersonMaps) -> Person:
   """The users' `Person`s (leading axis B) under `config.personalized`'s switches."""
   pc = config.personalized
+  support = rig.blendshape_support(arrays) if pc.correction_support == "blendshape" else None
   person = rig.person_from_maps(
     arrays, maps.identity, maps.shape_static, maps.shape_dynamic, maps.albedo_static,
-    maps.albedo_dynamic,
+    maps.albedo_dynamic, support,
   )  # fmt: skip
   if not pc.blendshape_corrections:
     person = person._replace(blendshape_corrections=jnp.zeros_like(person.blendshape_corrections))

@@ -31,6 +31,7 @@ from jaxface.morphable import load as load_model
 from jaxface.nets.layers import host_init_variables
 
 STAGES = ("joint", "finetune")
+CORRECTION_SUPPORTS = ("blendshape", "free")
 
 
 def check_config(config: ml_collections.ConfigDict) -> None:
@@ -59,6 +60,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   for name, value in pc.weights.items():
     if value < 0:
       raise ConfigError(f"config.personalized.weights.{name} must be >= 0, got {value}")
+  if pc.correction_support not in CORRECTION_SUPPORTS:
+    raise ConfigError(
+      f"config.personalized.correction_support must be one of {CORRECTION_SUPPORTS}, "
+      f"got {pc.correction_support!r}"
+    )
   if len(pc.encoder_widths) != len(networks.ENCODER_STRIDES) + 1:
     raise ConfigError(
       f"config.personalized.encoder_widths needs {len(networks.ENCODER_STRIDES) + 1} entries "

@@ -117,6 +117,12 @@ def vertex_maps(maps: jax.Array, arrays: RigArrays) -> jax.Array:
   return sampled.reshape(*lead, *sampled.shape[1:])
 
 
+def blendshape_support(arrays: RigArrays) -> jax.Array:
+  """(Ke, V) where each generic blendshape moves the face: |B_k(x)| / max_x |B_k(x)| in [0, 1]."""
+  magnitude = jnp.linalg.norm(arrays.expression_basis, axis=-1)
+  return magnitude / jnp.maximum(magnitude.max(axis=-1, keepdims=True), 1e-12)
+
+
 def person_from_maps(
   arrays: RigArrays,
   identity: jax.Array,
@@ -124,6 +130,7 @@ def person_from_maps(
   shape_dynamic: jax.Array,
   albedo_static: jax.Array,
   albedo_dynamic: jax.Array,
+  support: jax.Array | None = None,
 ) -> Person:
   """The `Person` of the modeling network's outputs.
 
@@ -132,13 +139,18 @@ def person_from_maps(
     shape_static: (..., Hu, Wu, 3) dS_0 in cm; shape_dynamic: (..., Hu, Wu, Ke, 3) dB_k in cm.
     albedo_static: (..., Hu, Wu, 3) the static albedo's offset from the model's mean albedo.
     albedo_dynamic: (..., Hu, Wu, Ke, 3) dA_k.
+    support: (Ke, V) factors the corrections dB_k are multiplied by at each vertex
+      (`blendshape_support`: a correction only where its blendshape moves), or None.
   """
   to_units = 1.0 / arrays.cm_per_unit
   dynamic = jnp.moveaxis(shape_dynamic, -2, -4)  # (..., Ke, Hu, Wu, 3)
+  corrections = to_units * vertex_maps(dynamic, arrays)  # (..., Ke, V, 3)
+  if support is not None:
+    corrections = corrections * support[..., None]
   return Person(
     identity=identity,
     neutral_correction=to_units * vertex_maps(shape_static, arrays),
-    blendshape_corrections=to_units * vertex_maps(dynamic, arrays),
+    blendshape_corrections=corrections,
     albedo=jnp.clip(arrays.albedo_mean + albedo_static, 0.0, 1.0),
     dynamic_albedo=jnp.moveaxis(albedo_dynamic, -2, -4),
   )

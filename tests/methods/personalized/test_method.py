@@ -29,6 +29,7 @@ from jaxface.morphable import load as load_model
     ({"personalized.decoder_widths": (4, 8)}, "personalized.decoder_widths"),
     ({"data.image_size": 48}, "data.image_size"),
     ({"data.personal_strength": -1.0}, "data.personal_strength"),
+    ({"personalized.correction_support": "all"}, "personalized.correction_support"),
     ({"personalized.steps_joint": 0, "personalized.steps_finetune": 0}, "steps_finetune"),
   ],
 )
@@ -104,7 +105,12 @@ def test_a_step_trains_its_stage_modules_with_the_weighted_energy(smoke, state, 
 
 @pytest.mark.parametrize(
   ("ablation", "corrections", "dynamic"),
-  [("none", True, True), ("generic", False, False), ("no_dynamic_albedo", True, False)],
+  [
+    ("none", True, True),
+    ("generic", False, False),
+    ("no_dynamic_albedo", True, False),
+    ("free_corrections", True, True),
+  ],
 )
 def test_variants_drop_what_they_ablate(make_config, smoke, state, ablation, corrections, dynamic):
   config = frozen(make_config(f"smoke,ablation={ablation}"))

@@ -154,3 +154,25 @@ def test_retargeting_a_rig_to_itself_reproduces_its_tracked_mesh(procedural, arr
     rig.frame_shape(arrays, person, rig.retarget_weights(weights, match)),
     rig.frame_shape(arrays, person, weights),
   )
+
+
+def test_corrections_can_be_confined_to_where_their_blendshape_moves(arrays):
+  support = np.asarray(rig.blendshape_support(arrays))  # (Ke, V)
+  magnitude = np.linalg.norm(np.asarray(arrays.expression_basis), axis=-1)
+  np.testing.assert_allclose(support.max(axis=1), 1.0, rtol=1e-6)
+  expected = magnitude / magnitude.max(axis=1, keepdims=True)
+  np.testing.assert_allclose(support, expected, rtol=1e-5, atol=1e-7)
+  assert (support[magnitude == 0] == 0).all() and (magnitude == 0).any()
+  size, ke = arrays.albedo_mean.shape[0], arrays.expression_basis.shape[0]
+  maps = (
+    jnp.zeros((1, arrays.identity_basis.shape[0])), jnp.zeros((1, size, size, 3)),
+    jnp.ones((1, size, size, ke, 3)), jnp.zeros((1, size, size, 3)),
+    jnp.zeros((1, size, size, ke, 3)),
+  )  # fmt: skip
+  free = rig.person_from_maps(arrays, *maps)
+  confined = rig.person_from_maps(arrays, *maps, support=jnp.asarray(support))
+  np.testing.assert_allclose(
+    confined.blendshape_corrections, free.blendshape_corrections * support[None, ..., None],
+    rtol=1e-6,
+  )  # fmt: skip
+  assert np.all(np.asarray(confined.blendshape_corrections)[0][magnitude == 0] == 0)
