@@ -20,6 +20,11 @@ for the sequence's true weights w*. Reported (lengths in mm):
   B's true mesh for A's true weights;
 - `tracking/weight_error`: mean absolute error of the blendshape weights,
   `tracking/rotation_error_deg`: of the head rotation;
+- `model/correction_mm`: the mean vertex length of what the learnt
+  blendshape corrections add to a frame (sum_k w_k dB_k), and
+  `model/correction_static_share`: the share of it that is the same in
+  every frame of the user (near 1: the corrections act as an identity
+  offset rather than as expression);
 - `data/identity_specific_pct`: the share of the true expression
   displacement that no generic-rig weights reproduce
   (`personal.generic_fit_residual`, in %), and `data/generic_floor_mm`: the
@@ -163,6 +168,9 @@ def evaluate(state: State, dataset, config) -> dict[str, float]:
     add("reconstruction/expression_error_mm", mm * _mean_distance(
       vertices[index] - neutral[index], truth.displacement(truth.weights)))  # fmt: skip
     add("tracking/weight_error", np.abs(weights[index] - truth.weights).mean())
+    moved, static = _correction_motion(weights[index], person.blendshape_corrections[index])
+    add("model/correction_mm", mm * moved)
+    add("model/correction_static_share", static)
     # Retargeting: this user's tracked weights drive the next user's model.
     target = (index + 1) % len(truths)
     other = jax.tree.map(lambda x, t=target: jnp.asarray(x[t]), person)
@@ -178,6 +186,18 @@ def evaluate(state: State, dataset, config) -> dict[str, float]:
     add("data/identity_specific_pct", 100.0 * residual)
     add("data/generic_floor_mm", mm * floor)
   return {name: float(np.mean(values)) for name, values in sums.items()}
+
+
+def _correction_motion(weights: np.ndarray, corrections: np.ndarray) -> tuple[float, float]:
+  """What the learnt corrections add to a user's frames, c_t = sum_k w_tk dB_k: its mean vertex
+  length and the share of its energy that is the same in every frame, |mean_t c_t|^2 /
+  mean_t |c_t|^2 (1: the corrections act as a fixed shape offset, i.e. identity; 0 when none)."""
+  motion = np.einsum("tk,kvd->tvd", weights, np.asarray(corrections))  # (F, V, 3)
+  energy = float(np.mean(np.sum(motion**2, axis=-1)))
+  if energy == 0.0:
+    return 0.0, 0.0
+  static = float(np.mean(np.sum(motion.mean(axis=0) ** 2, axis=-1))) / energy
+  return float(np.linalg.norm(motion, axis=-1).mean()), static
 
 
 def _generic_floor(model, truth: Truth) -> tuple[float, float]:

@@ -85,6 +85,27 @@ def error_table(groups: dict[str, SeedGroup]) -> list[str]:
   return ["Errors on held-out users (lower is better):", "", *markdown_table(header, body)]
 
 
+#: What the learnt corrections do (absent from runs evaluated before these metrics existed).
+CORRECTIONS = (
+  ("added by the corrections (mm)", "model/correction_mm", 3),
+  ("share fixed over a user's frames", "model/correction_static_share", 3),
+)
+
+
+def correction_table(groups: dict[str, SeedGroup]) -> list[str]:
+  """The learnt blendshape corrections: their size and how much of them is an identity offset."""
+  body = []
+  for group in groups.values():
+    row = [group.label]
+    for _, key, digits in CORRECTIONS:
+      have = all(key in e for e in group.by_seed.values())
+      row.append(interval_cell(group.values(key), digits) if have else "n/a")
+    body.append(row)
+  header = ["variant", *(title for title, _, _ in CORRECTIONS)]
+  return ["The learnt blendshape corrections (sum_k w_k dB_k per frame):", "",
+          *markdown_table(header, body)]  # fmt: skip
+
+
 def data_table(groups: dict[str, SeedGroup]) -> list[str]:
   """What the data leave to personalise (the same for every run on one dataset)."""
   first = next(iter(groups.values()))
@@ -125,7 +146,7 @@ def report(arguments: list[str]) -> str:
   groups = collect(arguments)
   seeds = ", ".join(f"{g.label}: {sorted(g.by_seed)}" for g in groups.values())
   out = [f"Runs by seed: {seeds}.", ""]
-  out += error_table(groups) + data_table(groups) + claim_table(groups)
+  out += error_table(groups) + correction_table(groups) + data_table(groups) + claim_table(groups)
   return "\n".join(out).rstrip() + "\n"
 
 

@@ -192,3 +192,15 @@ def test_the_blendshape_picture_shows_generic_learnt_and_true_blendshapes(smoke,
   truth_rows = truth.neutral + basis[chosen] + truth.rig.shape_corrections[chosen]
   np.testing.assert_allclose(meshes[2 * count :], truth_rows, atol=1e-5)
   assert evaluation.blendshape_meshes(state, person, None).shape[0] == 2 * count
+
+
+def test_correction_motion_tells_an_identity_offset_from_an_expression():
+  corrections = np.zeros((2, 3, 3))
+  corrections[0, :, 0] = 1.0  # blendshape 0's correction moves every vertex 1 along x
+  steady = np.array([[0.5, 0.0], [0.5, 0.0]])  # the same weight in both frames
+  moved, static = evaluation._correction_motion(steady, corrections)
+  assert moved == pytest.approx(0.5) and static == pytest.approx(1.0)
+  alternating = np.array([[1.0, 0.0], [0.0, 0.0]])  # on, then off: mean 0.5 of rms sqrt(0.5)
+  moved, static = evaluation._correction_motion(alternating, corrections)
+  assert moved == pytest.approx(0.5) and static == pytest.approx(0.25 / 0.5)
+  assert evaluation._correction_motion(steady, np.zeros_like(corrections)) == (0.0, 0.0)
