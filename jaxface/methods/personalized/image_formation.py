@@ -82,7 +82,7 @@ def render_frames(
 
 def grey_render(vertices: jax.Array, triangles, camera: PerspectiveCamera, size: int, height):
   """(N, V, 3) meshes in their cameras, grey under a frontal light: (N, H, W, 3)."""
-  light = dc_only_coefficients(1.0).at[jnp.array([2, 11, 20])].set(0.6)
+  light = dc_only_coefficients(0.5).at[jnp.array([2, 11, 20])].set(0.45)
   out = render(
     vertices, triangles, camera, (size, size), uv=jnp.zeros((1, 2)),
     triangle_uv=jnp.zeros_like(jnp.asarray(triangles)), albedo=jnp.full((1, 1, 3), 0.75),
