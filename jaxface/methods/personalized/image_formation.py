@@ -40,6 +40,8 @@ def personal_model(config, arrays: RigArrays, maps: PersonMaps) -> Person:
     arrays, maps.identity, maps.shape_static, maps.shape_dynamic, maps.albedo_static,
     maps.albedo_dynamic, support,
   )  # fmt: skip
+  if not pc.blendshape_corrections and not pc.dynamic_albedo:
+    return person.generic()
   if not pc.blendshape_corrections:
     person = person._replace(blendshape_corrections=jnp.zeros_like(person.blendshape_corrections))
   if not pc.dynamic_albedo:
