@@ -55,6 +55,11 @@ Choices the supplement leaves open (fields below are documented beside them):
   users x K = 4 frames (the supplement's 4-image timing).
 - Data: every identity has its own rig (`jaxface.data.personal`) at
   `data.personal_strength` = 1; test users are never seen in training.
+  Expressions reach full weight (`data.expression_amplitude` = 1): at 64 px
+  a pixel is about 4 mm of face, and weaker expressions move most of the
+  face by less than a pixel. `cpu` trains on 1,200 users: with 300 the
+  tracking network fitted its training frames (1.2 px landmark error)
+  and not held-out ones (2.3 px, 14 deg rotation error).
 """
 
 from __future__ import annotations
@@ -97,6 +102,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   data.num_train = 2000  # training users
   data.num_eval = 64  # held-out users
   data.personal_strength = 1.0  # the rig's identity-specific share (0: every person is generic)
+  data.expression_amplitude = 1.0  # peak blendshape weight of a sequence's expressions
   data.seed = 0
   data.data_dir = ""  # "": <$JAXFACE_CACHE or ~/.cache/jaxface>/datasets
 
@@ -141,7 +147,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     data.model = "procedural"
     data.image_size = 64
     data.num_frames = 8
-    data.num_train, data.num_eval = 300, 32
+    data.num_train, data.num_eval = 1200, 32
     config.batch_size = 4
     pc.steps_joint, pc.steps_finetune = 1500, 500
     pc.encoder_widths = (16, 32, 32, 64, 64, 128, 128)

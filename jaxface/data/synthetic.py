@@ -356,13 +356,19 @@ def sequence_example(
   image_size: int,
   num_frames: int,
   personal_strength: float = 0.0,
+  expression_amplitude: float = 1.0,
 ) -> dict:
   """Frames of one person with smoothly varying expression, pose and light (dataset (d)).
 
-  With `personal_strength` > 0 the person's expressions use their own rig
-  (`personal.personal_rig` at that shape and albedo strength): identity-specific
-  blendshape corrections and expression-dependent albedo. 0 is the generic rig.
+  About 6 blendshapes of the person are active; each follows a clipped sine
+  reaching `expression_amplitude` (ARKit weights span [0, 1]; 1 is the full
+  expression, e.g. a wide-open jaw). With `personal_strength` > 0 the
+  person's expressions use their own rig (`personal.personal_rig` at that
+  shape and albedo strength): identity-specific blendshape corrections and
+  expression-dependent albedo. 0 is the generic rig.
   """
+  if not 0.0 < expression_amplitude <= 1.0:
+    raise ValueError(f"expression_amplitude must be in (0, 1], got {expression_amplitude}")
   base = sample_scene(model, index, seed, image_size)
   if personal_strength > 0:
     base["rig"] = personal_rig(
@@ -373,7 +379,7 @@ def sequence_example(
   phases = rng.uniform(0, 2 * np.pi, (2, model.num_expression))
   active = rng.uniform(size=model.num_expression) < min(1.0, 6.0 / max(model.num_expression, 1))
   expression = active * np.clip(
-    0.6 * np.sin(2 * np.pi * time * rng.uniform(0.5, 1.5) + phases[0]), 0, 1
+    expression_amplitude * np.sin(2 * np.pi * time * rng.uniform(0.5, 1.5) + phases[0]), 0, 1
   )
   pose_start = np.deg2rad(rng.uniform([-15, -40, -8], [15, 40, 8]))
   pose_end = np.deg2rad(rng.uniform([-15, -40, -8], [15, 40, 8]))

@@ -161,6 +161,22 @@ def test_sequences_keep_the_person_and_vary_the_frames(procedural):
   np.testing.assert_array_equal(again["image"], example["image"])
 
 
+def test_sequence_expressions_peak_at_the_amplitude(procedural):
+  from jaxface.data.synthetic import sequence_example
+
+  peaks = []
+  for amplitude in (1.0, 0.5):
+    weights = np.concatenate([
+      sequence_example(procedural, i, seed=5, image_size=32, num_frames=12,
+                       expression_amplitude=amplitude)["expression"] for i in range(4)
+    ])  # fmt: skip
+    peaks.append(weights.max())
+    assert 0.0 <= weights.min() and weights.max() <= amplitude
+  assert peaks[0] > 0.9 and peaks[0] == pytest.approx(2 * peaks[1])  # the same sines, scaled
+  with pytest.raises(ValueError, match="expression_amplitude"):
+    sequence_example(procedural, 0, seed=5, image_size=32, num_frames=2, expression_amplitude=0)
+
+
 def test_personal_sequences_use_the_persons_rig_and_only_while_expressing(procedural):
   from jaxface.data import personal, synthetic
 

@@ -39,6 +39,7 @@ def sequence_source(config, split: str):
     num_eval=count if split == "eval" else 0, seed=int(data.seed),
     data_dir=str(data.data_dir) or None, split=split, image_size=int(data.image_size),
     num_frames=int(data.num_frames), personal_strength=float(data.personal_strength),
+    expression_amplitude=float(data.expression_amplitude),
   )  # fmt: skip
 
 
@@ -90,6 +91,10 @@ def check_data_config(config: ml_collections.ConfigDict) -> None:
   if data.image_size % 32:
     raise ConfigError(
       f"config.data.image_size={data.image_size} must be a multiple of 32 (the encoder's stride)"
+    )
+  if not 0 < data.expression_amplitude <= 1:
+    raise ConfigError(
+      f"config.data.expression_amplitude must be in (0, 1], got {data.expression_amplitude}"
     )
   if data.personal_strength < 0:
     raise ConfigError(f"config.data.personal_strength must be >= 0, got {data.personal_strength}")

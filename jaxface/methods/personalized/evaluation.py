@@ -19,7 +19,10 @@ for the sequence's true weights w*. Reported (lengths in mm):
   tracked weights on user B's model (B = the next held-out user) against
   B's true mesh for A's true weights;
 - `tracking/weight_error`: mean absolute error of the blendshape weights,
-  `tracking/rotation_error_deg`: of the head rotation;
+  `tracking/weight_correlation`: whether the tracker reads expressions at
+  all (`weight_correlation`: 1 for weights proportional to the true ones,
+  about 0 for weights unrelated to them), `tracking/rotation_error_deg`:
+  the geodesic error of the head rotation;
 - `model/correction_mm`: the mean vertex length of what the learnt
   blendshape corrections add to a frame (sum_k w_k dB_k), and
   `model/correction_static_share`: the share of it that is the same in
@@ -155,6 +158,9 @@ def evaluate(state: State, dataset, config) -> dict[str, float]:
     len(users), -1, model.num_expression
   )
   person = jax.tree.map(lambda *x: np.concatenate(x), *[o["person"] for o in outputs])
+  true_weights = np.stack([truth.weights for truth in truths])  # (N, F, Ke)
+  flat = lambda w: w.reshape(-1, model.num_expression)
+  add("tracking/weight_correlation", weight_correlation(flat(weights), flat(true_weights)))
   for index, truth in enumerate(truths):
     true_meshes = truth.meshes(truth.weights)
     add(
@@ -186,6 +192,23 @@ def evaluate(state: State, dataset, config) -> dict[str, float]:
     add("data/identity_specific_pct", 100.0 * residual)
     add("data/generic_floor_mm", mm * floor)
   return {name: float(np.mean(values)) for name, values in sums.items()}
+
+
+def weight_correlation(predicted: np.ndarray, true: np.ndarray) -> float:
+  """The mean over blendshapes of the Pearson correlation of predicted and true weights (N, Ke)
+  across N frames; blendshapes whose true weight never changes are left out (nan if all are)."""
+  predicted, true = np.asarray(predicted, np.float64), np.asarray(true, np.float64)
+  if predicted.shape != true.shape or predicted.ndim != 2:
+    raise ValueError(f"weights must both be (N, Ke), got {predicted.shape} and {true.shape}")
+  varying = true.std(axis=0) > 0
+  if not varying.any():
+    return float("nan")
+  a = predicted[:, varying] - predicted[:, varying].mean(axis=0)
+  b = true[:, varying] - true[:, varying].mean(axis=0)
+  denominator = np.sqrt((a**2).sum(axis=0) * (b**2).sum(axis=0))
+  # A constant prediction carries no information about the expression: correlation 0.
+  r = np.where(denominator > 0, (a * b).sum(axis=0) / np.where(denominator > 0, denominator, 1), 0)
+  return float(r.mean())
 
 
 def _correction_motion(weights: np.ndarray, corrections: np.ndarray) -> tuple[float, float]:

@@ -85,24 +85,27 @@ def error_table(groups: dict[str, SeedGroup]) -> list[str]:
   return ["Errors on held-out users (lower is better):", "", *markdown_table(header, body)]
 
 
-#: What the learnt corrections do (absent from runs evaluated before these metrics existed).
-CORRECTIONS = (
+#: What the networks learnt, not errors (absent from runs evaluated before these metrics existed).
+BEHAVIOUR = (
+  ("tracked-weight correlation (0: blind to expression)", "tracking/weight_correlation", 3),
   ("added by the corrections (mm)", "model/correction_mm", 3),
   ("share fixed over a user's frames", "model/correction_static_share", 3),
 )
 
 
-def correction_table(groups: dict[str, SeedGroup]) -> list[str]:
-  """The learnt blendshape corrections: their size and how much of them is an identity offset."""
+def behaviour_table(groups: dict[str, SeedGroup]) -> list[str]:
+  """Whether the tracker reads expressions, and the learnt blendshape corrections: their size
+  and how much of them is an identity offset."""
   body = []
   for group in groups.values():
     row = [group.label]
-    for _, key, digits in CORRECTIONS:
+    for _, key, digits in BEHAVIOUR:
       have = all(key in e for e in group.by_seed.values())
       row.append(interval_cell(group.values(key), digits) if have else "n/a")
     body.append(row)
-  header = ["variant", *(title for title, _, _ in CORRECTIONS)]
-  return ["The learnt blendshape corrections (sum_k w_k dB_k per frame):", "",
+  header = ["variant", *(title for title, _, _ in BEHAVIOUR)]
+  title = "What the networks learnt (the corrections' size is of sum_k w_k dB_k per frame):"
+  return [title, "",
           *markdown_table(header, body)]  # fmt: skip
 
 
@@ -146,7 +149,7 @@ def report(arguments: list[str]) -> str:
   groups = collect(arguments)
   seeds = ", ".join(f"{g.label}: {sorted(g.by_seed)}" for g in groups.values())
   out = [f"Runs by seed: {seeds}.", ""]
-  out += error_table(groups) + correction_table(groups) + data_table(groups) + claim_table(groups)
+  out += error_table(groups) + behaviour_table(groups) + data_table(groups) + claim_table(groups)
   return "\n".join(out).rstrip() + "\n"
 
 

@@ -74,8 +74,8 @@ def test_smoke_command_trains_both_stages_then_evaluates(smoke_run):
   expected = {f"reconstruction/{n}" for n in ("vertex_error_mm", "neutral_error_mm",
               "expression_error_mm", "photometric", "landmark_error_px")} | {
     "retargeting/vertex_error_mm", "retargeting/expression_error_mm", "tracking/weight_error",
-    "tracking/rotation_error_deg", "data/identity_specific_pct", "data/generic_floor_mm",
-    "data/expression_displacement_mm", "model/correction_mm",
+    "tracking/weight_correlation", "tracking/rotation_error_deg", "data/identity_specific_pct",
+    "data/generic_floor_mm", "data/expression_displacement_mm", "model/correction_mm",
     "model/correction_static_share"}  # fmt: skip
   assert {k[len("eval/") :] for k in final if k.startswith("eval/")} == expected
   assert all(np.isfinite(v) for k, v in final.items() if k.startswith("eval/"))

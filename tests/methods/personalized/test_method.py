@@ -29,6 +29,7 @@ from jaxface.morphable import load as load_model
     ({"personalized.decoder_widths": (4, 8)}, "personalized.decoder_widths"),
     ({"data.image_size": 48}, "data.image_size"),
     ({"data.personal_strength": -1.0}, "data.personal_strength"),
+    ({"data.expression_amplitude": 0.0}, "data.expression_amplitude"),
     ({"personalized.correction_support": "all"}, "personalized.correction_support"),
     ({"personalized.steps_joint": 0, "personalized.steps_finetune": 0}, "steps_finetune"),
   ],
@@ -204,3 +205,21 @@ def test_correction_motion_tells_an_identity_offset_from_an_expression():
   moved, static = evaluation._correction_motion(alternating, corrections)
   assert moved == pytest.approx(0.5) and static == pytest.approx(0.25 / 0.5)
   assert evaluation._correction_motion(steady, np.zeros_like(corrections)) == (0.0, 0.0)
+
+
+def test_weight_correlation_tells_a_tracker_that_reads_expressions_from_one_that_does_not():
+  rng = np.random.default_rng(0)
+  true = rng.uniform(size=(400, 3))
+  true[:, 2] = 0.25  # never changes: left out
+  assert evaluation.weight_correlation(0.5 * true + 0.1, true) == pytest.approx(1.0)
+  assert evaluation.weight_correlation(-true, true) == pytest.approx(-1.0)
+  unrelated = evaluation.weight_correlation(rng.uniform(size=(400, 3)), true)
+  assert abs(unrelated) < 0.15  # two independent columns of 400 samples: |r| ~ 0.05
+  assert evaluation.weight_correlation(np.full((400, 3), 0.2), true) == 0.0
+  one = true.copy()
+  one[:, 1] = rng.uniform(size=400)  # the second blendshape is read wrongly
+  assert evaluation.weight_correlation(one, true) == pytest.approx(
+    (1.0 + np.corrcoef(one[:, 1], true[:, 1])[0, 1]) / 2
+  )
+  with pytest.raises(ValueError, match=r"\(N, Ke\)"):
+    evaluation.weight_correlation(true[:, :2], true)

@@ -50,7 +50,7 @@ def test_figures_are_seed_means_with_t_intervals_and_gaps_are_paired(tmp_path):
   single = [line for line in lines if line.startswith("| 2: dynamic albedo")]
   assert single and all("| 1 | one run only |" in line for line in single)
   assert "| identity-specific share of the expression displacement (%) | 12.50 |" in lines
-  assert "| full | n/a | n/a |" in lines  # runs evaluated before the correction metrics
+  assert "| full | n/a | n/a | n/a |" in lines  # runs evaluated before the behaviour metrics
 
 
 def test_bad_runs_are_refused_with_the_path(tmp_path):
