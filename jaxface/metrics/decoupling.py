@@ -18,7 +18,7 @@ import dataclasses
 import json
 import pathlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -266,6 +266,41 @@ def batch_hard_triplet_loss(
   return jnp.sum(loss) / jnp.maximum(jnp.sum(valid), 1)
 
 
+def semi_hard_triplet_loss(
+  embeddings: jax.Array, labels: jax.Array, margin: float = 0.2
+) -> jax.Array:
+  """Semi-hard triplet loss (Schroff et al. 2015, FaceNet sec. 3.2): (B, D), (B,) -> ().
+
+  Every ordered positive pair (a, p) is a triplet. Its negative is the
+  nearest one farther from a than p (semi-hard: d(a, n) > d(a, p)); when
+  every negative is nearer than p, the farthest negative. Mean of
+  max(0, d(a, p) - d(a, n) + margin) over the positive pairs. Batch-hard
+  mining (the hardest negative for the hardest positive) is known to
+  collapse every embedding onto one point early in training, where all
+  triplets have loss `margin`; semi-hard triplets keep a gradient that
+  separates. Labels < 0 take part in no triplet.
+  """
+  squared = jnp.sum(jnp.square(embeddings[:, None] - embeddings[None]), axis=-1)  # (B, B)
+  distances = jnp.sqrt(jnp.maximum(squared, 1e-12))
+  labelled = labels >= 0
+  same = (labels[:, None] == labels[None]) & labelled[:, None] & labelled[None]
+  positive = same & ~jnp.eye(len(labels), dtype=bool)  # (B, B) pairs (a, p)
+  negative = ~same & labelled[:, None] & labelled[None]  # (B, B) pairs (a, n)
+  to_positive = distances[:, :, None]  # (a, p, 1)
+  to_negative = distances[:, None, :]  # (a, 1, n)
+  farther = negative[:, None, :] & (to_negative > to_positive)  # (a, p, n)
+  nearest_farther = jnp.min(jnp.where(farther, to_negative, jnp.inf), axis=-1)  # (a, p)
+  farthest = jnp.max(jnp.where(negative, distances, -jnp.inf), axis=-1)[:, None]  # (a, 1)
+  chosen = jnp.where(jnp.any(farther, axis=-1), nearest_farther, farthest)  # (a, p)
+  valid = positive & jnp.any(negative, axis=-1)[:, None]
+  loss = jnp.where(valid, jnp.maximum(distances - chosen + margin, 0.0), 0.0)
+  return jnp.sum(loss) / jnp.maximum(jnp.sum(valid), 1)
+
+
+#: Triplet mining schemes of `train_embedder`.
+TRIPLET_LOSSES = {"semi_hard": semi_hard_triplet_loss, "batch_hard": batch_hard_triplet_loss}
+
+
 def _class_batches(labels: np.ndarray, batch_size: int, per_class: int, rng: np.random.Generator):
   """Infinite (batch,) index arrays: P classes x K examples (P * K <= batch_size).
 
@@ -304,8 +339,9 @@ def train_embedder(
   examples_per_class: int = 4,
   rng: jax.Array | None = None,
   progress: bool = False,
+  mining: str = "semi_hard",
 ) -> Embedder:
-  """Trains a ResNet-18 embedder with the batch-hard triplet loss.
+  """Trains a ResNet-18 embedder with a triplet loss (semi-hard mining by default).
 
   Batches hold P classes x K examples (K = `examples_per_class`, P as many
   classes as fit in `batch_size`, at most the number of classes; K grows to
@@ -326,7 +362,12 @@ def train_embedder(
     rng: jax PRNG key for the initialisation and the batches (both are
       drawn with numpy from its bits, see `jaxface.nets.host_init`).
     progress: show a tqdm bar with the loss.
+    mining: "semi_hard" (`semi_hard_triplet_loss`) or "batch_hard"
+      (`batch_hard_triplet_loss`, which can collapse).
   """
+  if mining not in TRIPLET_LOSSES:
+    raise ValueError(f"mining must be one of {sorted(TRIPLET_LOSSES)}, got {mining!r}")
+  triplet_loss = TRIPLET_LOSSES[mining]
   images = np.asarray(images, np.float32)
   if images.ndim != 4 or images.shape[-1] != 3:
     raise ValueError(f"images must have shape (N, H, W, 3), got {images.shape}")
@@ -354,7 +395,7 @@ def train_embedder(
   def step(params, opt_state, batch_images, batch_labels):
     def loss_fn(params):
       embeddings = network.apply({"params": params}, batch_images)
-      return batch_hard_triplet_loss(embeddings, batch_labels, margin)
+      return triplet_loss(embeddings, batch_labels, margin)
 
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -397,6 +438,48 @@ def mesh_embedding(
 
 # ---------------------------------------------------------------------------
 # Threshold and score
+
+#: Embeddings closer than this are the same point (a collapsed embedder maps distinct meshes here).
+IDENTICAL_DISTANCE = 1e-4
+
+
+class Verification(NamedTuple):
+  """An evaluator's verification threshold and its quality on a validation split.
+
+  Attributes:
+    threshold: tau; a pair is "same" when its embedding distance is < tau.
+    accuracy: (pass rate + 1 - FAR) / 2 over equal numbers of positive and
+      negative pairs, a fraction.
+    far: false acceptance rate, the fraction of different-label pairs called "same".
+    pass_rate: the fraction of same-label pairs called "same" (true acceptance).
+    identical_negatives: the fraction of different-label pairs whose
+      embeddings coincide (distance < `IDENTICAL_DISTANCE`): a collapsed embedder.
+  """
+
+  threshold: float
+  accuracy: float
+  far: float
+  pass_rate: float
+  identical_negatives: float
+
+  @property
+  def collapsed(self) -> bool:
+    """Distinct meshes embedded onto one point, or no pair accepted but identical ones."""
+    return self.identical_negatives > 0.01 or self.threshold <= IDENTICAL_DISTANCE
+
+  def problems(self, min_accuracy: float, max_far: float) -> list[str]:
+    """Why this evaluator falls short of a quality target (accuracy, FAR fractions); [] if not."""
+    found = []
+    if self.collapsed:
+      found.append(
+        f"collapsed (threshold {self.threshold:.4f}, {100 * self.identical_negatives:.1f}% of "
+        "different-label pairs embedded on one point)"
+      )
+    if self.accuracy < min_accuracy:
+      found.append(f"accuracy {100 * self.accuracy:.2f}% < {100 * min_accuracy:.2f}%")
+    if self.far > max_far:
+      found.append(f"FAR {100 * self.far:.2f}% > {100 * max_far:.2f}%")
+    return found
 
 
 def choose_threshold(
@@ -456,7 +539,10 @@ def choose_threshold(
   accuracy = (true_accept + 1.0 - false_accept) / 2
   accuracy = np.where(false_accept < max_false_acceptance, accuracy, -1.0)
   best = int(np.argmax(accuracy))
-  return float(candidates[best]), float(accuracy[best]), float(false_accept[best])
+  return Verification(
+    float(candidates[best]), float(accuracy[best]), float(false_accept[best]),
+    float(true_accept[best]), float(np.mean(negative < IDENTICAL_DISTANCE)),
+  )  # fmt: skip
 
 
 def decoupling_score(

@@ -171,7 +171,7 @@ def test_sequence_expressions_peak_at_the_amplitude(procedural):
                        expression_amplitude=amplitude)["expression"] for i in range(4)
     ])  # fmt: skip
     peaks.append(weights.max())
-    assert 0.0 <= weights.min() and weights.max() <= amplitude
+    assert weights.min() >= 0.0 and weights.max() <= amplitude
   assert peaks[0] > 0.9 and peaks[0] == pytest.approx(2 * peaks[1])  # the same sines, scaled
   with pytest.raises(ValueError, match="expression_amplitude"):
     sequence_example(procedural, 0, seed=5, image_size=32, num_frames=2, expression_amplitude=0)

@@ -86,12 +86,49 @@ def test_batch_hard_triplet_loss_matches_brute_force():
   np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-5)
 
 
+def test_semi_hard_triplet_loss_matches_brute_force():
+  rng = np.random.default_rng(0)
+  embeddings = rng.normal(size=(10, 4)).astype(np.float32)
+  labels = np.array([0, 0, 1, 1, 1, 2, -1, 2, 3, 0])
+  expected = []
+  for a, p in itertools.permutations(range(10), 2):
+    if labels[a] < 0 or labels[a] != labels[p]:
+      continue
+    d = np.linalg.norm(embeddings - embeddings[a], axis=-1)
+    negatives = [n for n in range(10) if labels[n] >= 0 and labels[n] != labels[a]]
+    farther = [d[n] for n in negatives if d[n] > d[p]]
+    chosen = min(farther) if farther else max(d[n] for n in negatives)
+    expected.append(max(0.0, d[p] - chosen + 0.3))
+  loss = decoupling.semi_hard_triplet_loss(embeddings, labels, margin=0.3)
+  np.testing.assert_allclose(loss, np.mean(expected), rtol=1e-5)
+  # Some anchors have no semi-hard negative here, so both branches are exercised.
+  assert 0 < np.mean(np.array(expected) > 0.3) < 1
+
+
+def test_a_collapsed_evaluator_is_recognised():
+  labels = np.repeat(np.arange(6), 8)
+  rng = np.random.default_rng(3)
+  spread = np.eye(6)[labels] + 0.05 * rng.normal(size=(48, 6))
+  good = decoupling.choose_threshold(spread, labels, 500, rng=0)
+  assert not good.collapsed and good.problems(0.95, 0.05) == []
+  # Half the classes land on one point: their pairs pass at threshold 0+, and so do the
+  # different-label pairs among them, which is how a collapsed evaluator reports FAR > 0.
+  collapsed = spread.copy()
+  collapsed[labels < 3] = 0.0
+  bad = decoupling.choose_threshold(collapsed, labels, 2000, rng=0)
+  assert bad.identical_negatives > 0.05 and bad.collapsed
+  problems = bad.problems(0.95, 0.05)
+  assert problems and problems[0].startswith("collapsed")
+
+
 def test_choose_threshold_separable_1d():
   # Class k sits at 10 k with spread 0.2: positives < 0.2 apart, negatives > 9.
   labels = np.repeat(np.arange(4), 5)
   embeddings = (10.0 * labels + np.tile(np.linspace(0, 0.2, 5), 4))[:, None]
-  threshold, accuracy, far = decoupling.choose_threshold(embeddings, labels, 500, 0.1, rng=0)
-  assert accuracy == 1.0 and far == 0.0
+  threshold, accuracy, far, pass_rate, identical = decoupling.choose_threshold(
+    embeddings, labels, 500, 0.1, rng=0
+  )
+  assert accuracy == 1.0 and far == 0.0 and pass_rate == 1.0 and identical == 0.0
   # The midpoint between the largest positive (0.2) and the smallest negative (9.8) distance.
   np.testing.assert_allclose(threshold, (0.2 + 9.8) / 2, rtol=1e-6)
   # Unlabelled items are ignored even when they would be confusers.
@@ -121,8 +158,11 @@ def test_choose_threshold_respects_the_far_bound():
   accuracy = (tpr + 1 - far) / 2
   bounded = np.where(far < 0.1, accuracy, -1)
   assert far[np.argmax(accuracy)] > 0.15  # the bound matters here
-  threshold, acc, found_far = decoupling.choose_threshold(embeddings, labels, 20_000, 0.1, rng=2)
+  threshold, acc, found_far, pass_rate, _ = decoupling.choose_threshold(
+    embeddings, labels, 20_000, 0.1, rng=2
+  )
   assert found_far < 0.1
+  np.testing.assert_allclose(acc, (pass_rate + 1 - found_far) / 2)
   true_tpr, true_far, _, _ = exhaustive_rates(embeddings, labels, threshold)
   assert true_far < 0.11
   np.testing.assert_allclose(acc, bounded.max(), atol=0.015)
@@ -196,8 +236,9 @@ def test_train_embedder_separates_identities(linear_parts, tmp_path):
   embeddings = embedder.embed(render(valid))
   assert embeddings.shape == (24, 16)
   np.testing.assert_allclose(np.linalg.norm(embeddings, axis=-1), 1.0, rtol=1e-5)
-  _threshold, accuracy, far = decoupling.choose_threshold(embeddings, valid_labels, 1000, rng=0)
-  assert accuracy > 0.9 and far < 0.1
+  verification = decoupling.choose_threshold(embeddings, valid_labels, 1000, rng=0)
+  assert verification.accuracy > 0.9 and verification.far < 0.1
+  assert not verification.collapsed and verification.pass_rate > 0.8
   path = embedder.save(tmp_path / "identity.npz")
   loaded = decoupling.Embedder.load(path)
   assert loaded.config == embedder.config

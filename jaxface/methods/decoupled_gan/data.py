@@ -105,6 +105,15 @@ class MeshDataset:
     read = self.read(fields=fields)
     return {f: read[f"{f}_label"].astype(np.int32) for f in self.factors}
 
+  @functools.cached_property
+  def true_labels(self) -> dict[str, np.ndarray]:
+    """{factor: (N,) int32} every example's true class where the data know it (synthetic data
+    keep `<factor>_true` for the labels they hide), else the labels (-1 = unlabelled)."""
+    first = self.source[0]
+    fields = {f: f"{f}_true" if f"{f}_true" in first else f"{f}_label" for f in self.factors}
+    read = self.read(fields=tuple(fields.values()))
+    return {f: read[field].astype(np.int32) for f, field in fields.items()}
+
   @property
   def num_vertices(self) -> int:
     return self.model.num_vertices
@@ -140,7 +149,9 @@ def dataset_settings(config: ml_collections.ConfigDict) -> dict:
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_dataset(model: str, num_train, num_eval, seed, data_dir, split, settings, factors):
+def _cached_dataset(
+  model: str, num_train, num_eval, seed, data_dir, split, settings, factors, name
+):
   source = load_synthetic(
     "registered_meshes", model=model, num_train=num_train, num_eval=num_eval, seed=seed,
     data_dir=data_dir or None, split=split, **dict(settings),
@@ -149,17 +160,33 @@ def _cached_dataset(model: str, num_train, num_eval, seed, data_dir, split, sett
   counts["expression"] = len(synthetic.EMOTION_NAMES)
   counts["viseme"] = len(synthetic.VISEME_NAMES)
   return MeshDataset(
-    source, load_model(model), factors, counts, name=f"registered_meshes/{model}/{split}"
+    source, load_model(model), factors, counts, name=f"registered_meshes/{model}/{name}"
   )
 
 
+#: The generation seed of the unseen identities is the data's plus this (any other seed draws
+#: other identity codes, `synthetic.identity_codes`).
+UNSEEN_SEED_OFFSET = 7919
+
+
 def create_dataset(config: ml_collections.ConfigDict, split: str) -> MeshDataset:
-  """The synthetic registered meshes of `config.data` (prepared on first use, then cached)."""
-  if split not in ("train", "eval"):
-    raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+  """The synthetic registered meshes of `config.data` (prepared on first use, then cached).
+
+  Splits: "train"; "eval", new meshes of the training identities; "unseen",
+  `config.evaluation.unseen_meshes` meshes of identities never in training
+  (another generation seed), on which the decoupling evaluators are validated.
+  """
+  if split not in ("train", "eval", "unseen"):
+    raise ValueError(f"split must be 'train', 'eval' or 'unseen', got {split!r}")
   data = config.data
+  counts, seed, stored = (int(data.num_train), int(data.num_eval)), int(data.seed), split
+  if split == "unseen":  # the "train" split of another generation seed
+    counts, seed, stored = (
+      (int(config.evaluation.unseen_meshes), 0),
+      seed + UNSEEN_SEED_OFFSET,
+      "train",
+    )
   return _cached_dataset(
-    str(data.model), int(data.num_train), int(data.num_eval), int(data.seed),
-    str(data.data_dir), split, tuple(sorted(dataset_settings(config).items())),
-    tuple(config.gan.factors),
+    str(data.model), *counts, seed, str(data.data_dir), stored,
+    tuple(sorted(dataset_settings(config).items())), tuple(config.gan.factors), split,
   )  # fmt: skip

@@ -52,6 +52,12 @@ def test_paper_metrics_and_report(smoke_run, make_config, gan_data_dir, tmp_path
   assert expected <= set(metrics)
   assert all(np.isfinite(v) for v in metrics.values())
   assert 0 <= metrics["decoupling_expression"] <= 100
+  for factor in ("identity", "expression"):  # each evaluator's quality on unseen identities
+    quality = result["evaluators"][factor]
+    assert quality["validated_on"] == "unseen identities" and 0 <= quality["pass_rate"] <= 1
+    target = config.evaluation.targets[factor]
+    below = quality["accuracy"] < target[0] or quality["far"] > target[1] or quality["collapsed"]
+    assert bool(quality["problems"]) == below
   figures = {path.name for path in (smoke_run / "paper_figures").iterdir()}
   assert {"samples_same_expression.png", "manipulation.png", "manipulation_added.obj"} <= figures
 
@@ -69,6 +75,7 @@ def test_paper_metrics_and_report(smoke_run, make_config, gan_data_dir, tmp_path
 
   text = report.report([str(smoke_run), str(tmp_path / "linear")])
   assert "| training data |" in text and "| linear baseline |" in text and "λ = 0.01" in text
+  assert "| identity | unseen identities |" in text and "| 98.66 / 1.21 |" in text
   with pytest.raises(FileNotFoundError, match="paper_metrics"):
     report.report([str(tmp_path)])
 

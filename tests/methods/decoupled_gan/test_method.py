@@ -14,6 +14,7 @@ import pytest
 from configs import decoupled_gan as gan_config
 from jaxface.errors import ConfigError
 from jaxface.methods.decoupled_gan import method
+from jaxface.methods.decoupled_gan.data import create_dataset
 from jaxface.training.pipeline import InputPipeline
 from tests.helpers import smoke_setup
 
@@ -217,3 +218,19 @@ def test_factors_are_data_the_viseme_model_is_a_config(make_config):
     state, metrics = step(state, pipeline.batch(index))
     assert all(np.isfinite(float(v)) for v in metrics.values())
   assert labelled == [["identity"], ["expression"], ["viseme"]]
+
+
+def test_evaluators_are_validated_on_identities_never_trained_on(make_config):
+  config = make_config("smoke")
+  train, unseen = create_dataset(config, "train"), create_dataset(config, "unseen")
+  assert len(unseen) == config.evaluation.unseen_meshes and unseen.name.endswith("/unseen")
+  codes = lambda d: np.unique(d.read(fields=("identity",))["identity"], axis=0)
+  seen, new = codes(train), codes(unseen)
+  distances = np.linalg.norm(seen[:, None] - new[None], axis=-1)
+  assert distances.min() > 1.0  # no unseen identity is a training identity
+  # The evaluators learn true classes: every mesh's expression, hidden labels included.
+  assert (train.labels["expression"] == -1).any() and (train.true_labels["expression"] >= 0).all()
+  known = train.labels["expression"] >= 0
+  np.testing.assert_array_equal(
+    train.true_labels["expression"][known], train.labels["expression"][known]
+  )
