@@ -21,7 +21,13 @@ Ablations (sec. 5.4), combinable with any variant as `ablation=NAME` or
 given alone as the variant: no_mesh_reg (lambda4 = 0), id_class_only (no
 expression classifier, so no expression classification or feature loss),
 no_feat_loss (lambda3 = 0).
-Other arguments: model=procedural|ict|PATH overrides the face model.
+Other arguments: model=procedural|ict|PATH overrides the face model;
+data=personal|separable (default personal): with `personal`, every identity
+makes its expressions with its own blendshapes (`jaxface.data.personal`, a
+smooth identity-specific correction of each blendshape), which no separable
+identity + expression linear model can express; `separable` is the generic
+rig (identity PCA plus blendshapes, with the identity-dependent expression
+intensities of `expression_response`), the data of the first results.
 """
 
 from __future__ import annotations
@@ -39,7 +45,9 @@ ABLATIONS = ("none", "no_mesh_reg", "id_class_only", "no_feat_loss")
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  args = parse_arg(arg, variant="default", ablation="none", model="", visemes=False)
+  args = parse_arg(
+    arg, variant="default", ablation="none", model="", visemes=False, data="personal"
+  )
   variant, ablation, visemes = args.variant, args.ablation, bool(args.visemes)
   if variant in ABLATIONS:
     variant, ablation = "default", variant
@@ -66,6 +74,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.labelled_fraction = 0.07
   config.data.viseme_fraction = 0.0
   config.data.viseme_labelled_fraction = 0.68
+  if args.data not in ("personal", "separable"):
+    raise ConfigError(f"unknown data {args.data!r}; known: ('personal', 'separable')")
+  # Strength of the identity-specific blendshape corrections (0: the separable generic rig).
+  config.data.personal_strength = 1.0 if args.data == "personal" else 0.0
   config.data.seed = 0
   config.data.data_dir = ""  # where generated datasets go; "" = $JAXFACE_CACHE/datasets
 

@@ -95,7 +95,8 @@ class RegisteredMeshes(_SyntheticBuilder):
 
   With the setting `viseme_fraction` > 0 the examples also hold viseme labels
   (`viseme_label`, `viseme_true`); without it (or with 0) the dataset and its
-  config name are those of the viseme-free dataset.
+  config name are those of the viseme-free dataset. Likewise `personal_strength`
+  > 0 gives identity-specific expressions and 0 the generic rig's dataset.
   """
 
   def __init__(self, *, settings: dict, **kwargs):
@@ -105,6 +106,8 @@ class RegisteredMeshes(_SyntheticBuilder):
       # not change the config name either (prepared datasets stay valid).
       settings.pop("viseme_fraction", None)
       settings.pop("viseme_labelled_fraction", None)
+    if not settings.get("personal_strength", 0.0) > 0:
+      settings.pop("personal_strength", None)
     super().__init__(settings=settings, **kwargs)
 
   def _info(self):

@@ -22,7 +22,10 @@ both come from here:
   albedo = A(a) + sum_k w_k dA_k;
 - `generic_fit` / `generic_fit_residual`: the best generic-rig weights for
   a personal expression, and how much of it they miss (what
-  "identity-specific" measures).
+  "identity-specific" measures);
+- `separable_residual_energy`: the energy of a personal expression outside
+  the span of the model's identity and expression bases, which no separable
+  identity + expression linear model on those bases reproduces.
 
 Shape corrections (for blendshape k, at neutral vertex x with normal n):
 dB_k(x) = s [(g_k(x) - 1) B_k(x) + h_k(x) |B_k(x)| n(x)], where g_k rescales
@@ -252,3 +255,27 @@ def generic_fit_residual(model: MorphableModel, rig: PersonalRig, expression) ->
     return 0.0
   fitted = generic_fit(model, rig, expression)
   return float(np.linalg.norm(basis.T @ fitted - target) / norm)
+
+
+_JOINT_SPAN: dict[int, tuple[MorphableModel, np.ndarray]] = {}
+
+
+def separable_residual_energy(model: MorphableModel, rig: PersonalRig, expression):
+  """(outside, total): the squared norm of a personal expression's displacement sum_k w_k
+  (B_k + dB_k) outside span(B_id, B_exp) (unbounded least squares on both bases), and its
+  squared norm. outside / total is the share of the expression's energy that no separable
+  linear model on the model's bases can express, even with a free identity per mesh."""
+  cached = _JOINT_SPAN.get(id(model))
+  if cached is None or cached[0] is not model:
+    identity = np.asarray(model.identity_basis, np.float64).reshape(model.num_identity, -1)
+    basis = np.asarray(model.expression_basis, np.float64).reshape(model.num_expression, -1)
+    # An orthonormal basis of the span by SVD, dropping the directions of singular values below
+    # numpy's least-squares cutoff (the bases may be nearly dependent, where QR keeps noise).
+    u, singular, _ = np.linalg.svd(np.concatenate([identity, basis]).T, full_matrices=False)
+    keep = singular > np.finfo(np.float64).eps * max(u.shape) * singular[0]
+    cached = (model, u[:, keep])
+    _JOINT_SPAN[id(model)] = cached
+  q = cached[1]
+  _, target = _displacement(model, rig, expression)
+  residual = target - q @ (q.T @ target)  # not total - |projection|^2, which cancels
+  return float(residual @ residual), float(target @ target)

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxface.data.personal import (
+  PersonalRig,
   expression_response,
   personal_albedo,
   personal_rig,
@@ -109,6 +110,22 @@ def identity_codes(model: MorphableModel, num_identities: int, seed: int) -> np.
   )
 
 
+_IDENTITY_RIGS: dict[tuple, tuple[MorphableModel, PersonalRig]] = {}
+
+
+def _identity_rig(model, seed: int, num_identities: int, identity: int, strength: float):
+  """The shape rig of one dataset identity, computed once (many meshes share an identity)."""
+  key = (id(model), seed, num_identities, identity, strength)
+  cached = _IDENTITY_RIGS.get(key)
+  if cached is None or cached[0] is not model:
+    if len(_IDENTITY_RIGS) > 4096:
+      _IDENTITY_RIGS.clear()
+    code = identity_codes(model, num_identities, seed)[identity]
+    cached = (model, personal_rig(model, code, shape_strength=strength, albedo_strength=0.0))
+    _IDENTITY_RIGS[key] = cached
+  return cached[1]
+
+
 def registered_mesh_example(
   model: MorphableModel,
   index: int,
@@ -118,8 +135,14 @@ def registered_mesh_example(
   labelled_fraction: float,
   viseme_fraction: float = 0.0,
   viseme_labelled_fraction: float = 0.68,
+  personal_strength: float = 0.0,
 ) -> dict[str, np.ndarray]:
   """One registered mesh: vertices (V, 3), identity label, expression label (-1 if unlabelled).
+
+  With `personal_strength` > 0 each identity makes its expressions with its
+  own blendshapes B_k + dB_k (`personal.personal_rig`, shape only, at that
+  strength): expression geometry that depends on identity in a way no
+  separable identity + expression linear model expresses. 0 is the generic rig.
 
   With `viseme_fraction` > 0, a mesh gets a viseme (any of `VISEME_NAMES`,
   "rest" included) with that probability, else "rest"; its weights, scaled
@@ -153,7 +176,11 @@ def registered_mesh_example(
       "viseme_label": np.int32(viseme if viseme_labelled else -1),
       "viseme_true": np.int32(viseme),
     }
-  vertices = np.asarray(model.shape(code, expression.astype(np.float32)))
+  if personal_strength > 0:
+    rig = _identity_rig(model, seed, num_identities, identity, personal_strength)
+    vertices = personal_shape(model, rig, code, expression)
+  else:
+    vertices = np.asarray(model.shape(code, expression.astype(np.float32)))
   return {
     "vertices": vertices.astype(np.float32),
     "identity_label": np.int32(identity),

@@ -154,3 +154,25 @@ def test_generic_fit_reaches_the_residual_of_the_full_bounded_least_squares(proc
   assert fitted.min() >= 0.0 and fitted.max() <= 1.0
   residual = lambda x: np.linalg.norm(basis.T @ x - target)
   assert residual(fitted) == pytest.approx(residual(full), rel=1e-6)
+
+
+def test_separable_residual_energy_is_what_a_least_squares_fit_on_both_bases_misses(
+  procedural, codes, rig
+):
+  weights = emotion_vector(procedural, "happiness")
+  outside, total = personal.separable_residual_energy(procedural, rig, weights)
+  # The reference: numpy's least squares on the stacked identity and expression bases.
+  bases = np.concatenate([
+    np.asarray(procedural.identity_basis, np.float64).reshape(procedural.num_identity, -1),
+    np.asarray(procedural.expression_basis, np.float64).reshape(procedural.num_expression, -1),
+  ]).T  # fmt: skip
+  corrections = np.asarray(rig.shape_corrections, np.float64).reshape(procedural.num_expression, -1)
+  target = weights @ (bases[:, procedural.num_identity :].T + corrections)
+  fit = np.linalg.lstsq(bases, target, rcond=None)[0]
+  np.testing.assert_allclose(outside, np.sum((bases @ fit - target) ** 2), rtol=1e-6)
+  np.testing.assert_allclose(total, target @ target, rtol=1e-6)
+  assert 0 < outside < total
+  # The generic rig is separable: nothing outside.
+  generic = personal.personal_rig(procedural, codes[0], shape_strength=0.0)
+  outside, total = personal.separable_residual_energy(procedural, generic, weights)
+  assert outside < 1e-9 * total

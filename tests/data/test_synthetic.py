@@ -161,6 +161,23 @@ def test_sequences_keep_the_person_and_vary_the_frames(procedural):
   np.testing.assert_array_equal(again["image"], example["image"])
 
 
+def test_registered_meshes_of_a_personal_dataset_use_each_identitys_own_blendshapes(procedural):
+  from jaxface.data import personal, synthetic
+
+  settings = dict(seed=3, num_identities=4, labelled_fraction=0.5)
+  generic = synthetic.registered_mesh_example(procedural, 5, **settings)
+  own = synthetic.registered_mesh_example(procedural, 5, personal_strength=1.0, **settings)
+  for key in ("identity", "expression", "identity_label", "expression_true"):
+    np.testing.assert_array_equal(own[key], generic[key])
+  rig = personal.personal_rig(procedural, own["identity"], albedo_strength=0.0)
+  expected = personal.personal_shape(procedural, rig, own["identity"], own["expression"])
+  np.testing.assert_allclose(own["vertices"], expected, atol=1e-5)
+  np.testing.assert_allclose(
+    generic["vertices"], procedural.shape(own["identity"], own["expression"]), atol=1e-5
+  )
+  assert np.abs(own["vertices"] - generic["vertices"]).max() > 1e-3
+
+
 def test_sequence_expressions_peak_at_the_amplitude(procedural):
   from jaxface.data.synthetic import sequence_example
 

@@ -40,7 +40,11 @@ from jaxface import cli
 from jaxface.data.builders import cache_dir
 from jaxface.errors import ConfigError
 from jaxface.io.mesh import export_mesh
-from jaxface.methods.decoupled_gan.data import MeshDataset, create_dataset
+from jaxface.methods.decoupled_gan.data import (
+  MeshDataset,
+  create_dataset,
+  identity_specific_energy,
+)
 from jaxface.methods.decoupled_gan.figures import mesh_images, sample_grid, tile
 from jaxface.methods.decoupled_gan.linear import fit_linear_model
 from jaxface.methods.decoupled_gan.method import shape_generator
@@ -75,10 +79,15 @@ EXTREME_SHAPES = (
 
 
 def training_data_metrics(train: MeshDataset, config, rng: np.random.Generator) -> dict:
-  """Diversity of the training meshes from their labels (Table 1's first row)."""
+  """Diversity of the training meshes from their labels (Table 1's first row), and the share of
+  their expression energy that is identity-specific (what a separable model cannot express)."""
   vertices = train.vertices(progress=True)
   diversity = data_diversity(vertices, train.labels, config.evaluation.num_pairs, rng)
-  return {f"diversity_{k}": float(v) for k, v in diversity.items()}
+  out = {f"diversity_{k}": float(v) for k, v in diversity.items()}
+  share = identity_specific_energy(train, float(config.data.get("personal_strength", 0.0)))
+  if share is not None:
+    out["identity_specific_energy_pct"] = float(share)
+  return out
 
 
 def sparse_test_set(model_spec: str, count: int, seed: int = 12) -> np.ndarray:

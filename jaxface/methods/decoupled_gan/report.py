@@ -98,8 +98,13 @@ def report(workdirs: list[str]) -> str:
   for workdir, result in zip(workdirs, results, strict=True):
     result.setdefault("name", pathlib.Path(workdir).name)
   evaluators = evaluator_table(results[0].get("evaluators", {}))
+  share = results[0]["training_data"].get("identity_specific_energy_pct")
+  data = "" if share is None else (
+    f"\n\nTraining data: {share:.2f}% of the expression displacement energy is outside the "
+    "span of the face model's identity and expression bases (identity-specific)."
+  )  # fmt: skip
   return (
-    "Table 1: decoupling (%), diversity and specificity (mm)\n\n" + table1(results)
+    "Table 1: decoupling (%), diversity and specificity (mm)\n\n" + table1(results) + data
     + "\n\nTable 2: sparse reconstruction RMSE (mm)\n\n" + table2(results)
     + (f"\n\nDecoupling evaluators\n\n{evaluators}\n" if evaluators else "\n")
   )  # fmt: skip

@@ -14,7 +14,7 @@ import pytest
 from configs import decoupled_gan as gan_config
 from jaxface.errors import ConfigError
 from jaxface.methods.decoupled_gan import method
-from jaxface.methods.decoupled_gan.data import create_dataset
+from jaxface.methods.decoupled_gan.data import create_dataset, identity_specific_energy
 from jaxface.training.pipeline import InputPipeline
 from tests.helpers import smoke_setup
 
@@ -234,3 +234,14 @@ def test_evaluators_are_validated_on_identities_never_trained_on(make_config):
   np.testing.assert_array_equal(
     train.true_labels["expression"][known], train.labels["expression"][known]
   )
+
+
+def test_the_personal_data_hold_expression_energy_no_separable_model_has(make_config):
+  personal = make_config("smoke")
+  separable = make_config("smoke,data=separable")
+  assert personal.data.personal_strength == 1.0 and separable.data.personal_strength == 0.0
+  personal_share = identity_specific_energy(create_dataset(personal, "train"), 1.0, count=32)
+  separable_share = identity_specific_energy(create_dataset(separable, "train"), 0.0, count=32)
+  assert personal_share > 1.0 and separable_share < 1e-6
+  with pytest.raises(ConfigError, match="unknown data"):
+    make_config("smoke,data=scans")
