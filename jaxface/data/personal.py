@@ -71,7 +71,8 @@ class PersonalRig(NamedTuple):
 
   Attributes:
     shape_corrections: (Ke, V, 3) dB_k, cm.
-    albedo_changes: (Ke, Hu, Wu, 3) dA_k, linear RGB.
+    albedo_changes: (Ke, Hu, Wu, 3) dA_k, linear RGB; (Ke, 1, 1, 3) zeros for a rig made
+      with `albedo_strength=0` (they broadcast alike).
   """
 
   shape_corrections: np.ndarray
@@ -179,6 +180,9 @@ def personal_rig(
   corrections = shape_strength * (
     scale[..., None] * parts.basis + (bulge * parts.magnitude)[..., None] * parts.normals[None]
   )
+  if albedo_strength == 0:  # broadcasts like the full (Ke, Hu, Wu, 3) zeros, without its cost
+    changes = np.zeros((len(corrections), 1, 1, 3), np.float32)
+    return PersonalRig(corrections.astype(np.float32), changes)
   phase = np.pi * np.tanh(maps["phase"] @ code)[:, None, None]
   crease = np.cos(np.pi * parts.across + phase) ** 8  # thin dark lines, (Ke, Hu, Wu)
   flush = 0.5 * (1.0 + np.tanh(maps["flush"] @ code))  # (Ke,) in [0, 1]

@@ -111,6 +111,8 @@ def identity_codes(model: MorphableModel, num_identities: int, seed: int) -> np.
 
 
 _IDENTITY_RIGS: dict[tuple, tuple[MorphableModel, PersonalRig]] = {}
+#: Memory the cached identity rigs may take (ICT: 6 MB per identity).
+_IDENTITY_RIG_BYTES = 2**30
 
 
 def _identity_rig(model, seed: int, num_identities: int, identity: int, strength: float):
@@ -118,7 +120,8 @@ def _identity_rig(model, seed: int, num_identities: int, identity: int, strength
   key = (id(model), seed, num_identities, identity, strength)
   cached = _IDENTITY_RIGS.get(key)
   if cached is None or cached[0] is not model:
-    if len(_IDENTITY_RIGS) > 4096:
+    rig_bytes = 12 * model.num_expression * model.num_vertices
+    if len(_IDENTITY_RIGS) * rig_bytes > _IDENTITY_RIG_BYTES:
       _IDENTITY_RIGS.clear()
     code = identity_codes(model, num_identities, seed)[identity]
     cached = (model, personal_rig(model, code, shape_strength=strength, albedo_strength=0.0))
