@@ -123,7 +123,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     {"identity": (0.9866, 0.0121), "expression": (0.842, 0.0803)}
   )
   ev.sparse_meshes = 144
-  ev.sparse_steps = 1_000
+  ev.sparse_steps = 3_000  # at most; the fits stop when converged (sparse_tolerance)
+  ev.sparse_starts = 4  # random starts per mesh; the lowest-energy fit is kept
+  ev.sparse_tolerance = 1e-5  # relative energy decrease over 50 steps that counts as converged
   ev.sparse_learning_rate = 0.05
   ev.regularisations = (0.0, 0.01, 10.0)
   ev.embedder_dir = ""  # "" = <data.data_dir or $JAXFACE_CACHE>/decoupling_embedders
@@ -147,7 +149,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     gan.learning_rate = 1e-3
     config.checkpoint_every = 400
     ev.embedder_steps = 800
-    ev.sparse_steps = 300
   if variant == "smoke":
     config.data.model = "procedural"
     config.data.num_train = 384
@@ -174,6 +175,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     ev.unseen_meshes = 64
     ev.sparse_meshes = 4
     ev.sparse_steps = 20
+    ev.sparse_starts = 2
   if visemes:
     config.data.viseme_fraction = 1.0
     if variant != "smoke":  # the supplement's label rates; smoke keeps enough labels to learn

@@ -220,6 +220,7 @@ def model_metrics(generator: ShapeGenerator, config, train: MeshDataset, evaluat
       sparse_reconstruction_rmse(
         generator, keypoints, truth, regularisation, num_steps=ev.sparse_steps,
         learning_rate=ev.sparse_learning_rate, rng=jax.random.PRNGKey(config.seed),
+        num_starts=ev.sparse_starts, tolerance=ev.sparse_tolerance,
       )
     )  # fmt: skip
   return metrics, samples, per_sample
