@@ -125,8 +125,14 @@ def _apply_table(weights, values, neighbors, transpose_neighbors, transpose_slot
 
 
 def _apply_table_forward(weights, values, neighbors, transpose_neighbors, transpose_slots):
-  out = _apply_table(weights, values, neighbors, transpose_neighbors, transpose_slots)
-  return out, (weights, values, neighbors, transpose_neighbors, transpose_slots)
+  # symbolic_zeros: each argument arrives as a CustomVJPPrimal that says whether it is
+  # differentiated. The weights' cotangent (K gathers and reductions over the batch) cost
+  # 4x the rest of the backward pass, so it is computed only when the weights are traced.
+  arrays = [a.value for a in (weights, values, neighbors, transpose_neighbors, transpose_slots)]
+  out = _apply_table(*arrays)
+  weights_value, values_value = arrays[0], arrays[1]
+  kept_values = values_value if weights.perturbed else None  # needed only for d/dweights
+  return out, (weights_value, kept_values, *arrays[2:])
 
 
 def _apply_table_backward(residuals, cotangent):
@@ -138,6 +144,8 @@ def _apply_table_backward(residuals, cotangent):
   values_cotangent += (jnp.sum(transpose_weights, axis=1) - jnp.sum(weights, axis=1))[
     :, None
   ] * cotangent
+  if values is None:  # the weights are constants
+    return None, values_cotangent, None, None, None
   other_axes = tuple(a for a in range(values.ndim) if a != values.ndim - 2)
   weights_cotangent = jnp.stack(
     [
@@ -149,7 +157,7 @@ def _apply_table_backward(residuals, cotangent):
   return weights_cotangent, values_cotangent, None, None, None
 
 
-_apply_table.defvjp(_apply_table_forward, _apply_table_backward)
+_apply_table.defvjp(_apply_table_forward, _apply_table_backward, symbolic_zeros=True)
 
 
 def from_coo(
