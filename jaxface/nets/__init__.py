@@ -3,8 +3,9 @@
 `resnet` holds the ResNet-18 of the decoupling evaluators; `densenet` the
 DenseNet-BC encoder of multiview_depth's 3DMMNet; `layers` the
 spectral-normalised, gated and GroupNorm blocks and the U-Net of 3DFaceFill
-and multiview_depth, and `host_init_variables`, which initialises any module
-without compiling its `init`.
+and multiview_depth, the decoupled GAN critic's `PatchConv`, and
+`host_init_variables`, which initialises any module without compiling its
+`init`.
 """
 
 from jaxface.nets.densenet import DenseLayer, DenseNet, Transition
@@ -14,6 +15,7 @@ from jaxface.nets.layers import (
   GatedConv,
   GatedResUnit,
   GatedUpBlock,
+  PatchConv,
   ResUnit,
   SpectralConv,
   UNet,
@@ -33,6 +35,7 @@ __all__ = [
   "GatedConv",
   "GatedResUnit",
   "GatedUpBlock",
+  "PatchConv",
   "ResNet18",
   "ResUnit",
   "SpectralConv",

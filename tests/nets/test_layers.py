@@ -3,6 +3,8 @@ against lax.conv by hand, residual wiring, U-Net shapes, gradients and retracing
 
 from __future__ import annotations
 
+import functools
+
 import chex
 import flax
 import flax.linen as nn
@@ -96,6 +98,42 @@ def test_plain_conv_matches_lax_conv():
   params = variables["params"]["conv"]
   expected = _conv(x, params["kernel"], 2, 1) + params["bias"]
   np.testing.assert_allclose(module.apply(variables, x, update_stats=False), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+  ("kernel", "stride", "padding", "size"),
+  [(3, 2, "SAME", 16), (3, 2, "SAME", 15), (3, 1, "SAME", 8), (4, 2, 1, 16), (5, 3, "SAME", 11)],
+)
+def test_patch_conv_is_flax_conv_with_the_same_variables(kernel, stride, padding, size):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, size, size + 1, 3))
+  flax_padding = padding if padding == "SAME" else ((padding, padding),) * 2
+  reference = nn.Conv(5, (kernel, kernel), (stride, stride), flax_padding)
+  patch = layers.PatchConv(5, kernel, stride, padding)
+  variables = reference.init(jax.random.PRNGKey(1), x)
+  # The same variables, initial values included: checkpoints and seeds carry over.
+  chex.assert_trees_all_equal(patch.init(jax.random.PRNGKey(1), x), variables)
+  variables = jax.tree.map(lambda v: v + 0.1, variables)  # a non-zero bias too
+  np.testing.assert_allclose(
+    patch.apply(variables, x), reference.apply(variables, x), rtol=1e-5, atol=1e-5
+  )
+
+  # Second derivatives, which the gradient penalty takes, agree as well.
+  def penalty(module, params):
+    gradient = jax.grad(lambda x: jnp.sum(jnp.tanh(module.apply(params, x))))(x)
+    return jnp.sum(gradient**2)
+
+  chex.assert_trees_all_close(
+    jax.grad(functools.partial(penalty, patch))(variables),
+    jax.grad(functools.partial(penalty, reference))(variables),
+    rtol=1e-4, atol=1e-5,
+  )  # fmt: skip
+
+
+def test_patch_conv_rejects_bad_padding_and_tiny_inputs():
+  with pytest.raises(ValueError, match="padding must be"):
+    layers.PatchConv(4, 3, padding="VALID").init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))
+  with pytest.raises(ValueError, match="smaller than the kernel"):
+    layers.PatchConv(4, 5, padding=0).init(jax.random.PRNGKey(0), jnp.zeros((1, 3, 3, 3)))
 
 
 def test_transposed_conv_is_the_adjoint_of_the_pytorch_style_conv():

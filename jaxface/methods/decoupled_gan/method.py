@@ -38,7 +38,12 @@ from jaxface.geometry.laplacian import LaplacianOperator, cotangent_laplacian
 from jaxface.methods.decoupled_gan import losses
 from jaxface.methods.decoupled_gan.data import MeshDataset, create_dataset
 from jaxface.methods.decoupled_gan.figures import sample_grid
-from jaxface.methods.decoupled_gan.model import Discriminator, Generator, concatenate_codes
+from jaxface.methods.decoupled_gan.model import (
+  CONVOLUTIONS,
+  Discriminator,
+  Generator,
+  concatenate_codes,
+)
 from jaxface.methods.protocol import Stage, frozen, init_optimizer
 from jaxface.metrics.shape import ShapeGenerator, generator_diversity, specificity
 from jaxface.nets import adversarial
@@ -130,6 +135,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       f"config.gan.output_init must be one of {sorted(_OUTPUT_INITIALISERS)}, got "
       f"{gan.output_init!r}"
     )
+  if gan.convolution not in CONVOLUTIONS:
+    raise ConfigError(
+      f"config.gan.convolution must be one of {CONVOLUTIONS}, got {gan.convolution!r}"
+    )
   if gan.d_steps < 1:
     raise ConfigError(f"config.gan.d_steps={gan.d_steps} must be >= 1")
   if config.batch_size % gan.d_steps:
@@ -178,7 +187,10 @@ def _generator(config, constants: Constants) -> Generator:
 
 def _discriminator(config, constants: Constants) -> Discriminator:
   counts = (codes.shape[0] for codes in constants.fixed_codes)  # one code per label
-  return Discriminator(num_classes=dict(zip(config.gan.classify, counts, strict=True)))
+  return Discriminator(
+    num_classes=dict(zip(config.gan.classify, counts, strict=True)),
+    convolution=config.gan.convolution,
+  )
 
 
 # --------------------------------------------------------------------------- state

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxface.nets.layers import PatchConv
+
 
 class Generator(nn.Module):
   """z -> (N, V, 3) displacements from the template.
@@ -42,9 +44,16 @@ class Generator(nn.Module):
     return x.reshape(codes.shape[0], self.num_vertices, 3)
 
 
-def _conv(features: int, slope: float, name: str):
+#: How the critic's convolutions are computed; both have the same parameters and outputs.
+CONVOLUTIONS = ("patches", "lax")
+
+
+def _conv(features: int, slope: float, name: str, convolution: str):
   def apply(x):
-    x = nn.Conv(features, (3, 3), strides=(2, 2), padding="SAME", name=name)(x)
+    if convolution == "patches":
+      x = PatchConv(features, 3, strides=2, padding="SAME", name=name)(x)
+    else:
+      x = nn.Conv(features, (3, 3), strides=(2, 2), padding="SAME", name=name)(x)
     return nn.leaky_relu(x, slope)
 
   return apply
@@ -59,24 +68,30 @@ class Discriminator(nn.Module):
     trunk: channels of the shared stride-2 convolutions.
     branch: channels of each branch's stride-2 convolutions.
     negative_slope: LeakyReLU slope.
+    convolution: "patches" (`jaxface.nets.PatchConv`: image patches times the kernel, whose
+      second derivative, which the gradient penalty takes, is 3.5x faster on XLA:CPU) or
+      "lax" (`flax.linen.Conv`). The two share parameters and agree to float rounding.
   """
 
   num_classes: dict[str, int]
   trunk: Sequence[int] = (16, 32)
   branch: Sequence[int] = (64, 128)
   negative_slope: float = 0.2
+  convolution: str = "patches"
 
   @nn.compact
   def __call__(self, images: jax.Array) -> tuple[jax.Array, dict[str, jax.Array], dict]:
     """Returns (score (N,), logits {factor: (N, n_f)}, features {branch: (N, 2048)})."""
+    if self.convolution not in CONVOLUTIONS:
+      raise ValueError(f"convolution must be one of {CONVOLUTIONS}, got {self.convolution!r}")
     x = images
     for index, features in enumerate(self.trunk):
-      x = _conv(features, self.negative_slope, f"shared_{index}")(x)  # 64 -> 32 -> 16
+      x = _conv(features, self.negative_slope, f"shared_{index}", self.convolution)(x)  # 64->16
 
     def branch(name: str) -> jax.Array:
       y = x
       for index, features in enumerate(self.branch):
-        y = _conv(features, self.negative_slope, f"{name}_{index}")(y)  # 16 -> 8 -> 4
+        y = _conv(features, self.negative_slope, f"{name}_{index}", self.convolution)(y)  # 16->4
       return y.reshape(y.shape[0], -1)  # (N, 4 * 4 * 128 = 2048)
 
     features = {"real": branch("real")}

@@ -122,12 +122,23 @@ def _embedder_dir(config, train: MeshDataset) -> pathlib.Path:
     root = cache_dir() / "decoupling_embedders"
   ev = config.evaluation
   key = json.dumps(
-    [train.name, len(train), config.data.to_dict(), ev.embedder_image_size, ev.embedder_steps,
+    [train.name, len(train), config.data.to_dict(), ev.embedder_image_size,
      ev.embedder_batch_size, ev.embedder_width, ev.embedder_mining, "true labels",
      list(config.gan.factors)],
     sort_keys=True, default=str,
   )  # fmt: skip
   return pathlib.Path(root) / hashlib.sha1(key.encode()).hexdigest()[:12]
+
+
+def embedder_steps(config, factor: str) -> int:
+  """Training steps of `factor`'s evaluator (`config.evaluation.embedder_steps[factor]`)."""
+  steps = config.evaluation.embedder_steps
+  if factor not in steps:
+    raise ConfigError(
+      f"config.evaluation.embedder_steps has no entry for the factor {factor!r} "
+      f"(it has {sorted(steps)})"
+    )
+  return int(steps[factor])
 
 
 class Evaluator(NamedTuple):
@@ -161,7 +172,8 @@ def decoupling_evaluators(config, train: MeshDataset, unseen: MeshDataset, progr
   train_images = unseen_images = None
   evaluators = {}
   for factor in config.gan.factors:
-    path = folder / f"{factor}.npz"
+    steps = embedder_steps(config, factor)
+    path = folder / f"{factor}-{steps}-steps.npz"
     if path.exists():
       embedder = Embedder.load(path)
     else:
@@ -171,7 +183,7 @@ def decoupling_evaluators(config, train: MeshDataset, unseen: MeshDataset, progr
         train_images = mesh_images(vertices, triangles, ev.embedder_image_size, frame)
       started = time.perf_counter()
       embedder = train_embedder(
-        train_images, train.true_labels[factor], num_steps=ev.embedder_steps,
+        train_images, train.true_labels[factor], num_steps=steps,
         batch_size=ev.embedder_batch_size, width=ev.embedder_width,
         rng=jax.random.PRNGKey(config.seed), progress=progress, mining=ev.embedder_mining,
       )  # fmt: skip
