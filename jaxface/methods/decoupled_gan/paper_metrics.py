@@ -204,8 +204,19 @@ def decoupling_evaluators(config, train: MeshDataset, unseen: MeshDataset, progr
   return evaluators
 
 
-def model_metrics(generator: ShapeGenerator, config, train: MeshDataset, evaluators, rng) -> dict:
-  """Table 1 (decoupling, diversity, specificity) and Table 2 (sparse fitting) for one model."""
+def model_metrics(generator: ShapeGenerator, config, train: MeshDataset, evaluators, rng):
+  """Table 1 (decoupling, diversity, specificity) and Table 2 (sparse fitting) for one model.
+
+  Returns (metrics, the specificity samples (S, V, 3), their per-sample specificity (S,)).
+  """
+  metrics, samples, per_sample = table1_metrics(generator, config, train, evaluators, rng)
+  metrics.update(table2_metrics(generator, config))
+  return metrics, samples, per_sample
+
+
+def table1_metrics(generator: ShapeGenerator, config, train: MeshDataset, evaluators, rng):
+  """Diversity, specificity and decoupling of one model: (metrics, samples, per-sample
+  specificity), as `model_metrics`."""
   ev = config.evaluation
   metrics = {}
   for key, value in generator_diversity(generator, num_pairs=ev.num_pairs, rng=rng).items():
@@ -223,6 +234,13 @@ def model_metrics(generator: ShapeGenerator, config, train: MeshDataset, evaluat
         samples_per_base=ev.decoupling_samples, rng=rng,
       )
     )  # fmt: skip
+  return metrics, samples, per_sample
+
+
+def table2_metrics(generator: ShapeGenerator, config) -> dict:
+  """Sparse fitting RMSE (mm) of one model at each of `config.evaluation.regularisations`."""
+  ev = config.evaluation
+  metrics = {}
   truth = sparse_test_set(config.data.model, ev.sparse_meshes)
   keypoints = np.asarray(load_model(config.data.model).landmarks)
   for regularisation in ev.regularisations:
@@ -233,7 +251,7 @@ def model_metrics(generator: ShapeGenerator, config, train: MeshDataset, evaluat
         num_starts=ev.sparse_starts, tolerance=ev.sparse_tolerance,
       )
     )  # fmt: skip
-  return metrics, samples, per_sample
+  return metrics
 
 
 def write_figures(generator: ShapeGenerator, folder: pathlib.Path, samples, per_sample, seed=0):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxface.methods.decoupled_gan import paper_metrics, report
+from jaxface.methods.decoupled_gan import learning_curve, paper_metrics, report
 from tests.golden import GOLDEN_STEPS, check_golden
 from tests.helpers import run_python, run_training
 
@@ -78,6 +78,24 @@ def test_paper_metrics_and_report(smoke_run, make_config, gan_data_dir, tmp_path
   assert "| identity | unseen identities |" in text and "| 98.66 / 1.21 |" in text
   with pytest.raises(FileNotFoundError, match="paper_metrics"):
     report.report([str(tmp_path)])
+
+
+def test_learning_curve_scores_every_kept_checkpoint(smoke_run, make_config, tmp_path):
+  config = make_config("smoke")
+  result = learning_curve.learning_curve(config, smoke_run, progress=False)
+  steps = learning_curve.checkpoint_steps(smoke_run)
+  assert len(steps) >= 2 and [row["step"] for row in result["steps"]] == steps
+  assert (smoke_run / "learning_curve.png").stat().st_size > 0
+  written = json.loads((smoke_run / "learning_curve.json").read_text())
+  assert written["steps"] == result["steps"]
+  # The last point is the paper table's Table 1 for the same checkpoint: same evaluators, seeds.
+  table = paper_metrics.run(config, smoke_run, step=steps[-1])["metrics"]
+  last = result["steps"][-1]
+  for key in ("decoupling_identity", "decoupling_expression", "diversity_same_identity"):
+    np.testing.assert_allclose(last[key], table[key], rtol=1e-5, err_msg=key)
+  np.testing.assert_allclose(last["specificity"], table["specificity"], rtol=1e-5)
+  with pytest.raises(FileNotFoundError, match="no checkpoint in"):
+    learning_curve.learning_curve(config, tmp_path)
 
 
 def test_importing_the_metrics_command_defines_no_flags():
