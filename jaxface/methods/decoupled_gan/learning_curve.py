@@ -89,7 +89,8 @@ def learning_curve(config, workdir: pathlib.Path, progress: bool = True) -> dict
 
 
 def plot_curve(result: dict, path: pathlib.Path) -> None:
-  """Decoupling (%) and diversity/specificity (mm) against the step, the data as dashed lines."""
+  """Decoupling (%) and diversity/specificity (mm) against the step; the training data dashed,
+  each evaluator's pass rate on same-class pairs (what perfect decoupling scores) dotted."""
   steps = [row["step"] for row in result["steps"]]
   figure, axes = plt.subplots(1, len(PANELS), figsize=(5 * len(PANELS), 3.5))
   for axis, panel in zip(axes, PANELS, strict=True):
@@ -99,10 +100,15 @@ def plot_curve(result: dict, path: pathlib.Path) -> None:
       (line,) = axis.plot(steps, [row[key] for row in result["steps"]], "o-", label=label)
       if key in result["training_data"]:
         axis.axhline(result["training_data"][key], ls="--", color=line.get_color(), lw=1)
+      factor = key.removeprefix("decoupling_")
+      if key.startswith("decoupling_") and factor in result["evaluators"]:
+        # The evaluator's pass rate on true same-class pairs: a perfectly decoupled model's score.
+        ceiling = 100 * result["evaluators"][factor]["pass_rate"]
+        axis.axhline(ceiling, ls=":", color=line.get_color(), lw=1, label=f"{label} ceiling")
     axis.set_xlabel("iteration")
     axis.legend(fontsize=8)
   axes[0].set_ylabel("% of pairs called the same")
-  axes[0].set_ylim(0, 100)
+  axes[0].set_ylim(0, 103)
   axes[1].set_ylabel("mm (dashed: training data)")
   figure.suptitle(f"{result['name']} ({result['variant']})")
   figure.tight_layout()
