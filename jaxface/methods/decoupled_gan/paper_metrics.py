@@ -165,6 +165,9 @@ def decoupling_evaluators(config, train: MeshDataset, unseen: MeshDataset, progr
   against the paper's quality (`config.evaluation.targets`).
   """
   ev = config.evaluation
+  # The evaluators belong to the dataset, not to a run: the data's seed (not the run's) draws
+  # their initialisation, batches and validation pairs, so runs of every seed share them.
+  seed = int(config.data.seed)
   folder = _embedder_dir(config, train)
   folder.mkdir(parents=True, exist_ok=True)
   triangles = train.triangles
@@ -185,7 +188,7 @@ def decoupling_evaluators(config, train: MeshDataset, unseen: MeshDataset, progr
       embedder = train_embedder(
         train_images, train.true_labels[factor], num_steps=steps,
         batch_size=ev.embedder_batch_size, width=ev.embedder_width,
-        rng=jax.random.PRNGKey(config.seed), progress=progress, mining=ev.embedder_mining,
+        rng=jax.random.PRNGKey(seed), progress=progress, mining=ev.embedder_mining,
       )  # fmt: skip
       embedder.save(path)
       log.info("%s embedder: %.0f s", factor, time.perf_counter() - started)
@@ -193,7 +196,7 @@ def decoupling_evaluators(config, train: MeshDataset, unseen: MeshDataset, progr
       unseen_images = mesh_images(unseen.vertices(), triangles, ev.embedder_image_size, frame)
     verification = choose_threshold(
       embedder.embed(unseen_images), unseen.true_labels[factor], num_pairs=2000,
-      max_false_acceptance=0.1, rng=np.random.default_rng(config.seed),
+      max_false_acceptance=0.1, rng=np.random.default_rng(seed),
     )  # fmt: skip
     # Without a target (no paper figure), only a collapse is a problem.
     problems = verification.problems(*ev.targets.get(factor, (0.0, 1.0)))

@@ -13,7 +13,7 @@ import pytest
 
 from configs import decoupled_gan as gan_config
 from jaxface.errors import ConfigError
-from jaxface.methods.decoupled_gan import method
+from jaxface.methods.decoupled_gan import method, paper_metrics
 from jaxface.methods.decoupled_gan.data import create_dataset, identity_specific_energy
 from jaxface.training.pipeline import InputPipeline
 from tests.helpers import smoke_setup
@@ -260,6 +260,24 @@ def test_evaluators_are_validated_on_identities_never_trained_on(make_config):
   np.testing.assert_array_equal(
     train.true_labels["expression"][known], train.labels["expression"][known]
   )
+
+
+def test_runs_of_every_seed_share_the_evaluators(make_config, tmp_path):
+  """An evaluator belongs to the dataset: a run's seed changes neither its weights nor its
+  threshold, so the rows of a table over seeds are scored by one instrument."""
+  verifications = {}
+  for seed in (0, 1):
+    config = make_config(
+      "smoke",
+      seed=seed,
+      **{"evaluation.embedder_dir": str(tmp_path), "evaluation.embedder_steps.identity": 3},
+    )
+    config.gan.factors = ("identity",)
+    train, unseen = create_dataset(config, "train"), create_dataset(config, "unseen")
+    evaluators = paper_metrics.decoupling_evaluators(config, train, unseen, progress=False)
+    verifications[seed] = evaluators["identity"].verification
+  assert len(list(tmp_path.glob("*/identity-3-steps.npz"))) == 1  # trained once, then reused
+  assert verifications[0] == verifications[1]
 
 
 def test_the_personal_data_hold_expression_energy_no_separable_model_has(make_config):
