@@ -135,7 +135,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
       f"config.gan.output_init must be one of {sorted(_OUTPUT_INITIALISERS)}, got "
       f"{gan.output_init!r}"
     )
-  if gan.convolution not in CONVOLUTIONS:
+  if _convolution(config) not in CONVOLUTIONS:
     raise ConfigError(
       f"config.gan.convolution must be one of {CONVOLUTIONS}, got {gan.convolution!r}"
     )
@@ -189,8 +189,13 @@ def _discriminator(config, constants: Constants) -> Discriminator:
   counts = (codes.shape[0] for codes in constants.fixed_codes)  # one code per label
   return Discriminator(
     num_classes=dict(zip(config.gan.classify, counts, strict=True)),
-    convolution=config.gan.convolution,
+    convolution=_convolution(config),
   )
+
+
+def _convolution(config) -> str:
+  # Runs saved before the field existed trained flax's nn.Conv, whose parameters PatchConv shares.
+  return config.gan.get("convolution", "patches")
 
 
 # --------------------------------------------------------------------------- state

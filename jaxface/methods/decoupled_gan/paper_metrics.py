@@ -131,8 +131,11 @@ def _embedder_dir(config, train: MeshDataset) -> pathlib.Path:
 
 
 def embedder_steps(config, factor: str) -> int:
-  """Training steps of `factor`'s evaluator (`config.evaluation.embedder_steps[factor]`)."""
+  """Training steps of `factor`'s evaluator: `config.evaluation.embedder_steps[factor]`, or the
+  one number every factor trains for when it is an int (as in configs saved before 2026-12-02)."""
   steps = config.evaluation.embedder_steps
+  if isinstance(steps, int):
+    return steps
   if factor not in steps:
     raise ConfigError(
       f"config.evaluation.embedder_steps has no entry for the factor {factor!r} "

@@ -220,6 +220,22 @@ def test_config_errors_name_the_field(make_config, field, value, match):
     method.stages(make_config(**{field: value}))
 
 
+def test_configs_saved_before_the_convolution_and_step_fields_still_load(smoke, make_config):
+  """A run's config.json from before `gan.convolution` and per-factor evaluator steps."""
+  config, _, pipeline = smoke
+  old = make_config()
+  del old.gan["convolution"]
+  del old.evaluation["embedder_steps"]
+  old.evaluation.embedder_steps = 20
+  method.stages(old)
+  state = _state(old, pipeline)
+  chex.assert_trees_all_equal(state.discriminator, _state(config, pipeline).discriminator)
+  assert paper_metrics.embedder_steps(old, "expression") == 20
+  assert paper_metrics.embedder_steps(config, "expression") == 20
+  with pytest.raises(ConfigError, match="embedder_steps has no entry for the factor 'viseme'"):
+    paper_metrics.embedder_steps(config, "viseme")
+
+
 def test_config_variants_are_checked():
   with pytest.raises(ConfigError, match="unknown variant"):
     gan_config.get_config("huge")
