@@ -116,23 +116,9 @@ def _parts(config, dataset, batch_size: int, repeats: int) -> list[tuple[str, fl
   def noise(rng):
     return tuple(jax.random.normal(k, real_images.shape) for k in jax.random.split(rng))
 
-  def generator_step(state):
-    def objective(params):
-      current = state.replace(generator=params)
-      batch_codes, _, pairs, _ = method._generator_batch(
-        jax.random.PRNGKey(3), current, batch_size, config
-      )
-      vertices, displacements = method.generate(current, batch_codes, config)
-      critic_input = method.discriminator_images(current.constants, vertices)
-      scores, _, features = critic.apply({"params": state.discriminator}, critic_input)
-      total = adversarial.wasserstein_generator_loss(scores)
-      for factor in config.gan.classify:
-        total += losses.feature_loss(features[factor], pairs[factor])
-      scale = current.constants.image_scale
-      smooth = losses.laplacian_energy(current.constants.laplacian, displacements / scale)
-      return total + config.gan.lambda_laplacian * smooth
-
-    return jax.grad(objective)(state.generator)
+  def generator_step(state):  # the step's own generator objective, after the critic steps
+    loss = functools.partial(method._generator_loss, config=config)
+    return jax.grad(loss, has_aux=True)(state.generator, state, jax.random.PRNGKey(3), batch_size)
 
   (stage,) = method.stages(config)
   adam = stage.optimizer["generator"]

@@ -85,13 +85,6 @@ def check_image(
     )
 
 
-def same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
-  """(before, after) padding of one axis for "SAME" output ceil(size / stride), as XLA pads."""
-  out = -(-size // stride)
-  total = max((out - 1) * stride + kernel_size - size, 0)
-  return total // 2, total - total // 2
-
-
 class PatchConv(nn.Module):
   """A square convolution computed as image patches times one matrix: `nn.Conv`'s layer, faster
   to differentiate twice on CPU.
@@ -127,7 +120,7 @@ class PatchConv(nn.Module):
       "kernel", nn.initializers.lecun_normal(), (k, k, channels, self.features)
     )  # the default initialisers of nn.Conv
     if self.padding == "SAME":
-      pads = (same_padding(height, k, s), same_padding(width, k, s))
+      pads = jax.lax.padtype_to_pads((height, width), (k, k), (s, s), "SAME")  # as nn.Conv
     elif isinstance(self.padding, int):
       pads = ((self.padding, self.padding),) * 2
     else:

@@ -370,6 +370,48 @@ def _discriminator_loss(params, state: State, real, real_labels, fake, rng, conf
   return total, metrics
 
 
+def _generator_loss(params, state: State, rng, count: int, config):
+  """Eq. 8 for the generator update: (loss, metrics) of `count` generated meshes judged by the
+  critic `state.discriminator`; `rng` is the iteration's key."""
+  gan, classify = config.gan, tuple(config.gan.classify)
+  current = state.replace(generator=params)
+  codes, labels, pairs, slot_now = _generator_batch(
+    jax.random.fold_in(rng, 1000), current, count, config
+  )
+  vertices, displacements = generate(current, codes, config)
+  images = _critic_input(jax.random.fold_in(rng, 1001), current, vertices, config)
+  scores, logits, features = _discriminator(config, state.constants).apply(
+    {"params": state.discriminator}, images
+  )
+  wasserstein = adversarial.wasserstein_generator_loss(scores)
+  classification, feature = 0.0, 0.0
+  metrics = {}
+  for slot, factor in enumerate(classify):
+    class_term = losses.weighted_cross_entropy(logits[factor], labels[factor])
+    # The feature loss scores the factor only when its codes are the shared (unlabelled) ones.
+    feature_term = jnp.where(
+      slot_now == slot, 0.0, losses.feature_loss(features[factor], pairs[factor])
+    )
+    classification += class_term
+    feature += feature_term
+    metrics[f"g_class_{factor}"] = class_term
+    metrics[f"g_feature_{factor}"] = feature_term
+  # In the critic's standardised units, like everything else the networks see: with
+  # lambda_4 = 100 on mm^2 the regulariser outweighed the critic ~15x and the generator
+  # stayed at the template.
+  laplacian = losses.laplacian_energy(
+    state.constants.laplacian, displacements / state.constants.image_scale
+  )
+  total = (
+    gan.lambda_gan * wasserstein
+    + gan.lambda_class * classification
+    + gan.lambda_feat * feature
+    + gan.lambda_laplacian * laplacian
+  )
+  metrics.update(g_gan=wasserstein, g_laplacian=laplacian, g_loss=total)
+  return total, metrics
+
+
 def train_step(state: State, batch, *, config, stage: Stage):
   """One iteration: `d_steps` critic updates (one real batch each), then a generator update."""
   gan = config.gan
@@ -396,45 +438,9 @@ def train_step(state: State, batch, *, config, stage: Stage):
     d_metrics.append(metrics)
   state = state.replace(discriminator=d_params)
 
-  def generator_objective(params):
-    current = state.replace(generator=params)
-    codes, labels, pairs, slot_now = _generator_batch(
-      jax.random.fold_in(rng, 1000), current, per_step, config
-    )
-    vertices, displacements = generate(current, codes, config)
-    images = _critic_input(jax.random.fold_in(rng, 1001), current, vertices, config)
-    scores, logits, features = _discriminator(config, state.constants).apply(
-      {"params": d_params}, images
-    )
-    wasserstein = adversarial.wasserstein_generator_loss(scores)
-    classification, feature = 0.0, 0.0
-    metrics = {}
-    for slot, factor in enumerate(classify):
-      class_term = losses.weighted_cross_entropy(logits[factor], labels[factor])
-      # The feature loss scores the factor only when its codes are the shared (unlabelled) ones.
-      feature_term = jnp.where(
-        slot_now == slot, 0.0, losses.feature_loss(features[factor], pairs[factor])
-      )
-      classification += class_term
-      feature += feature_term
-      metrics[f"g_class_{factor}"] = class_term
-      metrics[f"g_feature_{factor}"] = feature_term
-    # In the critic's standardised units, like everything else the networks see: with
-    # lambda_4 = 100 on mm^2 the regulariser outweighed the critic ~15x and the generator
-    # stayed at the template.
-    laplacian = losses.laplacian_energy(
-      state.constants.laplacian, displacements / state.constants.image_scale
-    )
-    total = (
-      gan.lambda_gan * wasserstein
-      + gan.lambda_class * classification
-      + gan.lambda_feat * feature
-      + gan.lambda_laplacian * laplacian
-    )
-    metrics.update(g_gan=wasserstein, g_laplacian=laplacian, g_loss=total)
-    return total, metrics
-
-  grads, g_metrics = jax.grad(generator_objective, has_aux=True)(state.generator)
+  grads, g_metrics = jax.grad(_generator_loss, has_aux=True)(
+    state.generator, state, rng, per_step, config
+  )
   updates, g_opt = stage.optimizer["generator"].update(
     grads, state.opt_state["generator"], state.generator
   )
