@@ -10,11 +10,15 @@ samples and seeds as `paper_metrics` — identity and expression decoupling
 when decoupling appears. Writes <workdir>/learning_curve.json (one row per
 step, plus the training data's diversity and the evaluators' validation) and
 <workdir>/learning_curve.png. `--config` works as for `paper_metrics`.
+Run it again while the run trains: the checkpoints it scored under the same
+config are kept (also once the run has deleted them) and only new ones are
+scored.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import pathlib
@@ -35,6 +39,7 @@ from jaxface.methods.decoupled_gan.data import create_dataset
 from jaxface.methods.decoupled_gan.method import shape_generator
 from jaxface.methods.decoupled_gan.paper_metrics import (
   decoupling_evaluators,
+  run_identity,
   table1_metrics,
   training_data_metrics,
 )
@@ -66,19 +71,26 @@ def learning_curve(config, workdir: pathlib.Path, progress: bool = True) -> dict
   """Computes and writes <workdir>/learning_curve.{json,png}; returns the JSON's content."""
   workdir = pathlib.Path(workdir)
   steps = checkpoint_steps(workdir)
+  fingerprint = config_fingerprint(config)
+  scored = _scored_rows(workdir / "learning_curve.json", fingerprint)
   train = create_dataset(config, "train")
   evaluators = decoupling_evaluators(config, train, create_dataset(config, "unseen"))
-  rows = []
-  for step in tqdm.tqdm(steps, desc="checkpoints", disable=not progress):
+  rows = list(scored.values())
+  todo = [step for step in steps if step not in scored]
+  if scored:
+    log.info("reusing %d scored checkpoints; scoring %d", len(scored), len(todo))
+  for step in tqdm.tqdm(todo, desc="checkpoints", disable=not progress):
     trained = load_run(workdir, step, config=config, method="decoupled_gan")
     generator = shape_generator(trained.state, trained.config)
     rng = np.random.default_rng(config.seed)  # the same samples at every step
     metrics, _, _ = table1_metrics(generator, config, train, evaluators, rng)
     rows.append({"step": step, **metrics})
     log.info("step %d: %s", step, json.dumps(metrics))
+  rows.sort(key=lambda row: row["step"])
   result = {
     "name": config.ablation if config.ablation != "none" else "full model",
-    "variant": config.variant,
+    **run_identity(config),
+    "config_fingerprint": fingerprint,
     "steps": rows,
     "training_data": training_data_metrics(train, config, np.random.default_rng(config.seed)),
     "evaluators": {f: e.record(config.evaluation.targets.get(f)) for f, e in evaluators.items()},
@@ -86,6 +98,28 @@ def learning_curve(config, workdir: pathlib.Path, progress: bool = True) -> dict
   (workdir / "learning_curve.json").write_text(json.dumps(result, indent=2) + "\n")
   plot_curve(result, workdir / "learning_curve.png")
   return result
+
+
+def config_fingerprint(config) -> str:
+  """A hash of the whole config: rows scored under another config (other evaluators, samples or
+  training) are never mixed into a curve."""
+  text = json.dumps(config.to_dict(), sort_keys=True, default=str)
+  return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _scored_rows(path: pathlib.Path, fingerprint: str) -> dict[int, dict]:
+  """The rows an earlier call wrote under the same config, by step (none when the file is
+  absent, unreadable or from another config), so that a curve grows as a run trains."""
+  if not path.exists():
+    return {}
+  try:
+    earlier = json.loads(path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError):
+    log.warning("%s is not readable JSON: every checkpoint is scored again", path)
+    return {}
+  if earlier.get("config_fingerprint") != fingerprint:
+    return {}
+  return {int(row["step"]): row for row in earlier.get("steps", [])}
 
 
 def plot_curve(result: dict, path: pathlib.Path) -> None:

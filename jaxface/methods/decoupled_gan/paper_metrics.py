@@ -291,6 +291,17 @@ def write_figures(generator: ShapeGenerator, folder: pathlib.Path, samples, per_
     PIL.Image.fromarray((image * 255).astype(np.uint8)).save(folder / "manipulation.png")
 
 
+def run_identity(config) -> dict:
+  """What tells one evaluated run from another besides its name: the report averages the runs
+  that differ only in `seed`."""
+  strength = float(config.data.get("personal_strength", 0.0))
+  return {
+    "variant": config.variant,
+    "data": "personal" if strength > 0 else "separable",
+    "seed": int(config.seed),
+  }
+
+
 def run(config, workdir: pathlib.Path, baseline: str = "", step: int | None = None) -> dict:
   """Computes and writes <workdir>/paper_metrics.json; returns the metrics."""
   workdir.mkdir(parents=True, exist_ok=True)
@@ -321,7 +332,7 @@ def run(config, workdir: pathlib.Path, baseline: str = "", step: int | None = No
   result = {
     "name": name,
     "step": int(step),
-    "variant": config.variant,
+    **run_identity(config),
     "metrics": metrics,
     "training_data": training_data_metrics(train, config, np.random.default_rng(config.seed)),
     "evaluators": {f: e.record(config.evaluation.targets.get(f)) for f, e in evaluators.items()},

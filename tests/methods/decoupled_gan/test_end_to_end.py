@@ -98,6 +98,28 @@ def test_learning_curve_scores_every_kept_checkpoint(smoke_run, make_config, tmp
     learning_curve.learning_curve(config, tmp_path)
 
 
+def test_learning_curve_scores_only_new_checkpoints(smoke_run, make_config, monkeypatch):
+  config = make_config("smoke")
+  first = learning_curve.learning_curve(config, smoke_run, progress=False)
+  # Drop the last row, as if that checkpoint had been written after the first call.
+  partial = dict(first, steps=first["steps"][:-1])
+  (smoke_run / "learning_curve.json").write_text(json.dumps(partial))
+  scored = []
+  original = learning_curve.table1_metrics
+
+  def counting(generator, *args):
+    scored.append(generator)
+    return original(generator, *args)
+
+  monkeypatch.setattr(learning_curve, "table1_metrics", counting)
+  again = learning_curve.learning_curve(config, smoke_run, progress=False)
+  assert len(scored) == 1 and again["steps"] == first["steps"]
+  # Another config (here other evaluation samples) scores every checkpoint again.
+  config.evaluation.num_pairs += 1
+  learning_curve.learning_curve(config, smoke_run, progress=False)
+  assert len(scored) == 1 + len(first["steps"])
+
+
 def test_importing_the_metrics_command_defines_no_flags():
   # train/main.py defines --config and --workdir in the same absl registry; a module imported
   # beside it (by a notebook, or a test in the same worker) must not define them again.
