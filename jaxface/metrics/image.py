@@ -9,6 +9,8 @@ image), and return one value per image; they are pure jnp and jit-safe.
   and the channels (equal to scikit-image's `structural_similarity(...,
   gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
   data_range=1)`).
+- `hole_psnr` and `hole_ssim` measure the completed region alone: PSNR
+  over the hole pixels, SSIM averaged over the windows centred in the hole.
 - LPIPS v0.1 (Zhang et al., CVPR 2018): an AlexNet or VGG16 backbone,
   each tapped layer's features unit-normalised over channels, squared
   differences weighted by the learned linear layer, averaged over space and
@@ -86,6 +88,51 @@ def ssim(predictions, targets) -> jax.Array:
   if min(predictions.shape[-3:-1]) < 11:
     raise ValueError(f"SSIM needs images of at least 11x11, got {predictions.shape}")
   return dm_pix.ssim(predictions, targets, max_val=1.0, filter_size=11, filter_sigma=1.5)
+
+
+def _check_holes(holes, predictions) -> jax.Array:
+  """(B, H, W) or (H, W) masks matching the images' leading dims, as float 0/1."""
+  expected = np.shape(predictions)[:-1]
+  if np.shape(holes) != expected:
+    raise ValueError(f"holes must have shape {expected} (the images' without C), got "
+                     f"{np.shape(holes)}")  # fmt: skip
+  return (jnp.asarray(holes) > 0.5).astype(jnp.float32)
+
+
+def hole_psnr(predictions, targets, holes) -> jax.Array:
+  """PSNR in dB over the hole pixels only (peak 1): the MSE is averaged over the pixels where
+  `holes` is set and over the channels. (B, H, W, C) x2, (B, H, W) -> (B,).
+
+  A completion copies the unmasked pixels, so whole-image PSNR = hole PSNR +
+  10 log10(pixels / hole pixels): this is the figure that measures the
+  completion. An empty hole gives NaN; a perfect fill +inf.
+  """
+  predictions, targets = _check_pair(predictions, targets)
+  weight = _check_holes(holes, predictions)[..., None]  # (..., H, W, 1)
+  squared = jnp.sum(jnp.square(predictions - targets) * weight, axis=(-3, -2, -1))
+  count = jnp.sum(weight, axis=(-3, -2, -1)) * predictions.shape[-1]
+  return -10.0 * jnp.log10(squared / count)
+
+
+def hole_ssim(predictions, targets, holes) -> jax.Array:
+  """Mean SSIM over the windows centred in the holes: `ssim`'s map, (B, H - 10, W - 10, C) at
+  the valid window centres, averaged over the channels and the centres where `holes` is set.
+  (B, H, W, C) x2, (B, H, W) -> (B,); NaN when no hole pixel lies 5 px inside the border.
+
+  The windows reach 5 px beyond the hole, into copied pixels, as every windowed
+  SSIM of a region does; the map is scikit-image's `structural_similarity(...,
+  full=True)` at the same centres.
+  """
+  predictions, targets = _check_pair(predictions, targets)
+  weight = _check_holes(holes, predictions)
+  if min(predictions.shape[-3:-1]) < 11:
+    raise ValueError(f"SSIM needs images of at least 11x11, got {predictions.shape}")
+  ssim_map = dm_pix.ssim(
+    predictions, targets, max_val=1.0, filter_size=11, filter_sigma=1.5, return_map=True
+  )  # (..., H - 10, W - 10, C)
+  centres = weight[..., 5:-5, 5:-5]  # the hole at the map's window centres
+  total = jnp.sum(ssim_map.mean(-1) * centres, axis=(-2, -1))
+  return total / jnp.sum(centres, axis=(-2, -1))
 
 
 # ---------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from jaxface.metrics.image import (
   MASK_RATIO_EDGES,
   LpipsUnavailable,
   LpipsWeights,
+  hole_psnr,
+  hole_ssim,
   image_metrics,
   load_lpips,
   lpips,
@@ -78,6 +80,52 @@ def test_ssim_matches_skimage():
   # whose cancellation, divided by C2 = 9e-4, stays below 1e-5 (seen: ~1.5e-6).
   np.testing.assert_allclose(got, want, atol=1e-5)
   assert got[0] > got[-1]  # the unrelated image scores lowest
+
+
+def _holes(rng, shape):
+  """Random rectangles (one per image) plus scattered pixels: holes of irregular outline."""
+  _, height, width = shape
+  holes = rng.random(shape) < 0.05
+  for hole in holes:
+    top, left = rng.integers(4, height // 2, 2)
+    hole[top : top + height // 3, left : left + width // 3] = True
+  return holes
+
+
+def test_hole_psnr_matches_skimage_on_the_hole_pixels():
+  rng = np.random.default_rng(2)
+  predictions, targets = _image_pairs(rng)
+  holes = _holes(rng, targets.shape[:3])
+  got = np.asarray(hole_psnr(predictions, targets, holes))
+  want = [
+    peak_signal_noise_ratio(t[h].astype(np.float64), p[h].astype(np.float64), data_range=1)
+    for p, t, h in zip(predictions, targets, holes, strict=True)
+  ]
+  np.testing.assert_allclose(got, want, rtol=1e-5)
+  # The identity linking it to the whole-image figure when the rest is copied exactly.
+  filled = np.where(holes[..., None], predictions, targets)
+  ratio = 10 * np.log10(holes[0].size / holes.sum((1, 2)))
+  np.testing.assert_allclose(psnr(filled, targets), got + ratio, rtol=1e-5)
+
+
+def test_hole_ssim_matches_skimage_map_at_the_hole_centres():
+  rng = np.random.default_rng(3)
+  predictions, targets = _image_pairs(rng)
+  holes = _holes(rng, targets.shape[:3])
+  got = np.asarray(hole_ssim(predictions, targets, holes))
+  want = []
+  for p, t, h in zip(predictions, targets, holes, strict=True):
+    _, full = structural_similarity(
+      p.astype(np.float64), t.astype(np.float64), channel_axis=-1, data_range=1,
+      gaussian_weights=True, sigma=1.5, use_sample_covariance=False, full=True,
+    )  # fmt: skip
+    valid = (slice(5, -5), slice(5, -5))  # the windows that lie inside the image
+    want.append(full[valid].mean(-1)[h[valid]].mean())
+  np.testing.assert_allclose(got, want, atol=1e-5)
+  np.testing.assert_allclose(hole_ssim(targets, targets, holes), 1.0, atol=1e-6)
+  assert np.isnan(hole_ssim(predictions, targets, np.zeros_like(holes))).all()
+  with pytest.raises(ValueError, match="holes must have shape"):
+    hole_ssim(predictions, targets, holes[:, :-1])
 
 
 def test_psnr_ssim_single_image_jit_and_identity():

@@ -61,8 +61,10 @@ def completion_report(
   Every eval image gets one fixed mask per ratio bucket
   (`masks.evaluation_masks` on its visible face, seeded by
   `config.facefill.eval.mask_seed`); the completion uses the ground-truth
-  segmentation, so the table measures completion alone. Metrics are over
-  the whole image.
+  segmentation, so the table measures completion alone. PSNR / SSIM /
+  LPIPS are over the whole image (the public code's region); "hole_psnr" and
+  "hole_ssim" over the hidden pixels alone (`jaxface.metrics.image.hole_psnr`),
+  which every method must fill: the figures that tell completions apart.
 
   Args:
     state: a State with a trained 3DMM module and inpainter.
@@ -79,7 +81,7 @@ def completion_report(
   )  # (N, K, H, W), (N, K)
   methods = ("facefill", *tuple(ev.baselines))
   lpips_weights = image_metrics.load_lpips(str(ev.lpips) or None)  # or LpipsUnavailable
-  measured = ("psnr", "ssim", "lpips")
+  measured = ("psnr", "ssim", "lpips", "hole_psnr", "hole_ssim")
   values = {f"{m}_{name}": [] for m in methods for name in measured}
   for bucket in range(len(buckets)):
     for indices, real in _chunks(count, ev.batch_size):
@@ -90,12 +92,15 @@ def completion_report(
         ).image
       )[:real]  # fmt: skip
       targets = images[indices[:real]]
+      hidden = holes[indices[:real], bucket]  # (B, H, W)
       candidates = {"facefill": completed}
       for method in ev.baselines:
-        candidates[method] = baselines.inpaint(targets, holes[indices[:real], bucket], method)
+        candidates[method] = baselines.inpaint(targets, hidden, method)
       for method, prediction in candidates.items():
         prediction = np.asarray(prediction, np.float32)
         scores = image_metrics.image_metrics(prediction, targets, lpips_weights)
+        scores["hole_psnr"] = image_metrics.hole_psnr(prediction, targets, hidden)
+        scores["hole_ssim"] = image_metrics.hole_ssim(prediction, targets, hidden)
         for name in measured:
           values[f"{method}_{name}"].append(scores[name])
   per_image = {
@@ -115,7 +120,8 @@ def evaluate(state: State, dataset: FaceFillDataset, config) -> dict[str, float]
 
   - 3DMM: landmark error (px) and face-pixel L1 of the reconstruction;
   - completion (when the inpainter is trained): PSNR / SSIM (/ LPIPS with
-    weights; "lpips_available" says) overall ("psnr/all") and per
+    weights; "lpips_available" says) of the whole image and PSNR / SSIM
+    inside the holes ("hole_psnr/all") overall ("psnr/all") and per
     mask-ratio bucket ("psnr/20-30%"), and the same for each classical
     baseline ("telea_psnr/20-30%"); the whole table is logged;
   - segmentation (when the segmenter is trained): accuracy and IoU.

@@ -25,8 +25,13 @@ from jaxface.training.runs import CONFIG_FILE, latest_evaluation, read_config
 #: Classical baselines, in table order, with their display names.
 BASELINES = {"telea": "Telea (OpenCV)", "navier_stokes": "Navier-Stokes (OpenCV)",
              "biharmonic": "biharmonic (scikit-image)"}  # fmt: skip
-METRICS = {"psnr": ("PSNR (dB, higher is better)", 2), "ssim": ("SSIM (higher is better)", 4),
-           "lpips": ("LPIPS (lower is better)", 4)}  # fmt: skip
+METRICS = {
+  "psnr": ("PSNR (dB, higher is better)", 2),
+  "ssim": ("SSIM (higher is better)", 4),
+  "lpips": ("LPIPS (lower is better)", 4),
+  "hole_psnr": ("PSNR inside the holes (dB, higher is better)", 2),
+  "hole_ssim": ("SSIM of the windows centred in the holes (higher is better)", 4),
+}
 
 
 def run_label(workdir: pathlib.Path) -> str:
@@ -72,7 +77,10 @@ def report(arguments: list[str]) -> str:
     table = [(label, evaluation, metric) for label, evaluation in rows]
     table += [(name_title, shared, f"{name}_{metric}") for name, name_title in baselines]
     for label, evaluation, key in table:
-      cells = [f"{evaluation[f'{key}/{b}']:.{digits}f}" for b in buckets]
+      cells = [
+        f"{evaluation[f'{key}/{b}']:.{digits}f}" if f"{key}/{b}" in evaluation else "—"
+        for b in buckets
+      ]  # "—": a run evaluated before the metric existed
       out.append(f"| {label} | " + " | ".join(cells) + " |")
     out.append("")
   return "\n".join(out).rstrip() + "\n"

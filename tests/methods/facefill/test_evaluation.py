@@ -18,13 +18,18 @@ def test_evaluate_and_summaries(smoke, state, tmp_path, monkeypatch):
   monkeypatch.setenv("JAXFACE_LPIPS", str(save_lpips(weights, tmp_path / "lpips_alex")))
   results = facefill.evaluate(state, facefill.create_dataset(config, "eval"), config)
   buckets = ("all", "10-20%", "20-30%", "30-40%", "40-50%")
-  metrics = [f"{p}{m}" for p in ("", "telea_") for m in ("psnr", "ssim", "lpips")]
+  measured = ("psnr", "ssim", "lpips", "hole_psnr", "hole_ssim")
+  metrics = [f"{p}{m}" for p in ("", "telea_") for m in measured]
   expected = {f"{m}/{b}" for m in metrics for b in buckets}
   expected |= {"3dmm_landmark_px", "3dmm_rec_l1", "segment_accuracy", "segment_miou"}
   assert expected <= set(results)
   assert all(np.isfinite(v) for v in results.values()), results
   assert results["count/all"] == 4 * 8 and results["count/20-30%"] == 8
   assert 0 < results["ssim/all"] <= 1 and results["telea_psnr/all"] > 10
+  # The unmasked pixels are copied: the whole image scores above its holes alone.
+  for method in ("", "telea_"):
+    assert results[f"{method}psnr/all"] > results[f"{method}hole_psnr/all"]
+    assert results[f"{method}ssim/all"] > results[f"{method}hole_ssim/all"]
   assert results["lpips_available"] == 1 and results["lpips/all"] > 0
   images = facefill.summaries(state, pipeline.local_batch(0), config)
   assert {"input", "masked", "completion", "uv_partial", "uv_completed"} <= set(images)
