@@ -165,6 +165,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   ff.lambda_gan = 0.1  # hinge generator loss
   ff.gradient_penalty = 10.0  # WGAN-GP weight in the discriminator loss (public code)
   ff.uncertainty = True  # weight the L1 terms by the predicted log-uncertainty
+  # Where the image L1 looks: "holes" (the hidden pixels of the completion) or "face" (the
+  # public code's: the re-rendered face blended over the whole face region, on the face mask).
+  ff.image_loss_region = "holes"
+  # What the frozen 3DMM encoder factorises while the inpainter trains: "masked" (the input the
+  # inpainter gets, as at test time) or "unmasked" (the public code's: the full image).
+  ff.factorise_input = "masked"
   # Segmenter.
   ff.focal_gamma = 2.0  # Lin et al.'s default (not given)
 

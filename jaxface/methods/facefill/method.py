@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 STAGES = ("3dmm", "3dmm_unsup", "inpaint", "segment")
 
 
+#: `config.facefill.image_loss_region` and `factorise_input`: jaxface's default first, then the
+#: public code's choice.
+IMAGE_LOSS_REGIONS = ("holes", "face")
+FACTORISE_INPUTS = ("masked", "unmasked")
+
+
 def check_config(config: ml_collections.ConfigDict) -> None:
   """Every `config.facefill` (and `config.data`) value the method relies on; ConfigError naming
   the field."""
@@ -60,6 +66,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.facefill.iterations must be >= 1, got {ff.iterations}")
   if ff.texture_loss not in ("l1", "l2"):
     raise ConfigError(f"config.facefill.texture_loss must be 'l1' or 'l2', got {ff.texture_loss!r}")
+  for field, known in (("image_loss_region", IMAGE_LOSS_REGIONS), ("factorise_input",
+                       FACTORISE_INPUTS)):  # fmt: skip
+    value = ff.get(field, known[0])
+    if value not in known:
+      raise ConfigError(f"config.facefill.{field} must be one of {known}, got {value!r}")
   uv_size, upsamplings = tuple(ff.uv_size), ff.decoder_upsamplings
   if len(uv_size) != 2 or any(s <= 0 or s % 32 or s % 2**upsamplings for s in uv_size):
     raise ConfigError(

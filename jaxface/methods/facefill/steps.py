@@ -154,7 +154,12 @@ def train_inpaint(state: State, batch, *, config, stage: Stage):
   flip_rng, mask_rng, penalty_rng = jax.random.split(rng, 3)
   images, labels = _random_flip(flip_rng, batch["image"], batch["segmentation"])
   holes = masks.random_rectangle_mask(mask_rng, labels == FACE, split="train")  # on the face
-  factors = factorise(state, images, holes | (labels == OCCLUSION), config)
+  # The public code factorises the full image ("unmasked"); jaxface, by default, what the
+  # inpainter is given, as at test time ("masked"). Occluders are hidden either way.
+  hidden = labels == OCCLUSION
+  if config.facefill.get("factorise_input", "masked") == "masked":
+    hidden = hidden | holes
+  factors = factorise(state, images, hidden, config)
   state, metrics = inpaint_update(
     state, images, labels, holes, factors, penalty_rng, config=config, stage=stage
   )
@@ -192,6 +197,7 @@ def inpaint_update(
   # Such samples (an untrained or lost 3DMM fit) still count in the metrics but send no gradient.
   usable = jnp.mean(partial_visible, axis=(1, 2)) >= MIN_VISIBLE_FRACTION  # (B,)
   inpainter = networks.inpainter(config)
+  whole_face = ff.get("image_loss_region", "holes") == "face"
 
   def generate(params):
     variables = {"params": params, "batch_stats": state.inpainter["batch_stats"]}
@@ -210,6 +216,8 @@ def inpaint_update(
       "blended": blend(images, holes, rendered, coverage, visible),
       "pixel_log_uncertainty": pixel_log_uncertainty,
     }
+    if whole_face:  # the public code's image loss: the rendering over the whole face
+      outputs["blended_face"] = blend(images, face, rendered, coverage, visible)
     return outputs, (variables["batch_stats"], overflow)
 
   outputs, generate_vjp, (inpainter_stats, overflow) = jax.vjp(
@@ -252,9 +260,12 @@ def inpaint_update(
     symmetry = losses.inpainting_symmetry_loss(
       outputs["albedo"], partial_visible, uncertainty, valid=chart
     )
-    # Over the holes only: elsewhere the blend is the input, its L1 is 0 and the uncertainty
-    # term would just reward c -> -inf there.
-    image = losses.blended_image_loss(outputs["blended"], images, holes, pixel_uncertainty)
+    if whole_face:
+      image = losses.blended_image_loss(outputs["blended_face"], images, face, pixel_uncertainty)
+    else:
+      # Over the holes only: elsewhere the blend is the input, its L1 is 0 and the uncertainty
+      # term would just reward c -> -inf there.
+      image = losses.blended_image_loss(outputs["blended"], images, holes, pixel_uncertainty)
     gan = adversarial.hinge_generator_loss(
       discriminator.apply(d_variables, outputs["blended"], update_stats=False)
     )

@@ -79,6 +79,8 @@ def test_config_variants_and_their_stages():
     ("facefill.eval.baselines", ("deepfill",), "config.facefill.eval.baselines"),
     ("facefill.steps_inpaint", -1, "config.facefill.steps_inpaint"),
     ("facefill.texture_loss", "l3", "config.facefill.texture_loss"),
+    ("facefill.image_loss_region", "image", "config.facefill.image_loss_region"),
+    ("facefill.factorise_input", "both", "config.facefill.factorise_input"),
     ("facefill.eval.num_images", 0, "config.facefill.eval.num_images"),
     ("data.image_size", 48, "config.data.image_size=48"),
     ("facefill.stage", "inpaint", "config.warm_start.three_dmm.workdir"),
@@ -186,6 +188,53 @@ def test_inpaint_update_trains_the_inpainter_on_a_correct_fit(smoke, state):
   metrics = _finite(metrics)
   assert metrics["usable"] == 1.0 and metrics["uv"] > 0 and metrics["overflow"] == 0
   assert params_changed(state, new) == {"inpainter", "discriminator"}
+
+
+def test_the_public_codes_image_loss_compares_the_rendering_over_the_whole_face(
+  smoke, state, make_config
+):
+  _, _, pipeline = smoke
+  batch = pipeline.batch(0)
+  no_holes = jnp.zeros(batch["segmentation"].shape, bool)
+  results = {}
+  for region in ("holes", "face"):
+    chosen = make_config(**{"facefill.image_loss_region": region})
+    update = functools.partial(steps.inpaint_update, config=chosen, stage=_stage(chosen, "inpaint"))
+    for name, holes in (("none", no_holes), ("random", masks.random_rectangle_mask(
+        jax.random.PRNGKey(1), batch["segmentation"] == FACE))):  # fmt: skip
+      _, metrics = jax.jit(update)(
+        state, batch["image"], batch["segmentation"], holes, truth_factors(batch),
+        jax.random.PRNGKey(2),
+      )  # fmt: skip
+      results[region, name] = _finite(metrics)
+  # Nothing hidden: the completion is the input, so the hole-only L1 is 0; the public code's
+  # compares the re-rendered face with the image over the whole face and is not.
+  assert results["holes", "none"]["image"] == 0.0 and results["face", "none"]["image"] > 0.01
+  assert results["face", "random"]["image"] != results["holes", "random"]["image"]
+  # Only the image term changes.
+  assert results["face", "random"]["uv"] == results["holes", "random"]["uv"]
+
+
+def test_the_public_codes_factorisation_sees_the_full_image(smoke, state, make_config, monkeypatch):
+  _, _, pipeline = smoke
+  batch = pipeline.batch(0)
+  occluded = int(np.sum(np.asarray(batch["segmentation"]) == OCCLUSION))
+  hidden = []
+  original = steps.factorise
+
+  def recording(state, images, hidden_pixels, config):
+    hidden.append(np.asarray(hidden_pixels))
+    return original(state, images, hidden_pixels, config)
+
+  monkeypatch.setattr(steps, "factorise", recording)
+  for choice in ("masked", "unmasked"):
+    chosen = make_config(**{"facefill.factorise_input": choice})
+    steps.train_inpaint(state, batch, config=chosen, stage=_stage(chosen, "inpaint"))
+  masked, unmasked = hidden
+  # Same step, so the same flips and holes: "masked" hides the holes and the occluders,
+  # "unmasked" the occluders only (a flip keeps their count).
+  assert unmasked.sum() == occluded and masked.sum() > unmasked.sum()
+  assert (unmasked <= masked).all()
 
 
 # --------------------------------------------------------------------------- warm starts
