@@ -51,15 +51,21 @@ class Interval:
     return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
 
 
-def mean_interval(values: Sequence[float], level: float = 0.95) -> Interval:
-  """The mean of `values` with its two-sided Student-t interval at `level`."""
+def _checked_sample(values: Sequence[float], level: float, caller: str) -> np.ndarray:
+  """`values` as a flat float64 array; ValueError for a bad level, no value or a non-finite one."""
   if not 0.0 < level < 1.0:
     raise ValueError(f"level must be in (0, 1), got {level}")
   sample = np.asarray(values, np.float64).reshape(-1)
   if sample.size == 0:
-    raise ValueError("mean_interval needs at least one value")
+    raise ValueError(f"{caller} needs at least one value")
   if not np.all(np.isfinite(sample)):
-    raise ValueError(f"mean_interval got non-finite values: {sample.tolist()}")
+    raise ValueError(f"{caller} got non-finite values: {sample[~np.isfinite(sample)].tolist()}")
+  return sample
+
+
+def mean_interval(values: Sequence[float], level: float = 0.95) -> Interval:
+  """The mean of `values` with its two-sided Student-t interval at `level`."""
+  sample = _checked_sample(values, level, "mean_interval")
   mean, n = float(sample.mean()), int(sample.size)
   if n < 2:
     return Interval(mean, math.nan, math.nan, n, level)
@@ -76,15 +82,9 @@ def bootstrap_interval(
   replacement. For per-face figures of one run, where the faces are the independent draws and
   nothing is assumed of their distribution (whole-image PSNR is skewed by easy faces). Seeded,
   so a report is reproducible; a single value has no interval (NaN)."""
-  if not 0.0 < level < 1.0:
-    raise ValueError(f"level must be in (0, 1), got {level}")
   if resamples < 1:
     raise ValueError(f"resamples must be >= 1, got {resamples}")
-  sample = np.asarray(values, np.float64).reshape(-1)
-  if sample.size == 0:
-    raise ValueError("bootstrap_interval needs at least one value")
-  if not np.all(np.isfinite(sample)):
-    raise ValueError(f"bootstrap_interval got {np.sum(~np.isfinite(sample))} non-finite values")
+  sample = _checked_sample(values, level, "bootstrap_interval")
   mean, n = float(sample.mean()), int(sample.size)
   if n < 2:
     return Interval(mean, math.nan, math.nan, n, level)
