@@ -52,6 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxface.metrics import spread
+
 # ---------------------------------------------------------------------------
 # PSNR and SSIM
 
@@ -489,20 +491,35 @@ class MaskRatioReport:
     counts: bucket -> number of images.
     means: bucket -> metric -> mean (nan for an empty bucket).
     unavailable: metric -> why it could not be computed (e.g. LPIPS without weights).
+    intervals: bucket -> metric -> (low, high), the 95% percentile bootstrap interval of the
+      mean over faces (`jaxface.metrics.spread.bootstrap_interval`); NaN with fewer than two
+      faces or a non-finite value (a perfect fill's PSNR).
   """
 
   buckets: tuple[str, ...]
   counts: dict[str, int]
   means: dict[str, dict[str, float]]
   unavailable: dict[str, str]
+  intervals: dict[str, dict[str, tuple[float, float]]] = dataclasses.field(default_factory=dict)
 
   def scalars(self) -> dict[str, float]:
-    """Flat {"psnr/20-30%": ..., "count/20-30%": ...} for metric writers."""
+    """Flat {"psnr/20-30%": ..., "psnr_ci_low/20-30%": ..., "count/20-30%": ...} for metric
+    writers."""
     out = {}
     for bucket in self.buckets:
       out[f"count/{bucket}"] = float(self.counts[bucket])
       out.update({f"{name}/{bucket}": v for name, v in self.means[bucket].items()})
+      for name, (low, high) in self.intervals.get(bucket, {}).items():
+        out[f"{name}_ci_low/{bucket}"], out[f"{name}_ci_high/{bucket}"] = low, high
     return out
+
+  def cell(self, bucket: str, name: str, digits: int = 4) -> str:
+    """ "mean ± half the interval's width", or the mean alone when there is no interval."""
+    mean = self.means[bucket][name]
+    low, high = self.intervals.get(bucket, {}).get(name, (math.nan, math.nan))
+    if not math.isfinite(high - low):
+      return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
 
   def table(self, digits: int = 4) -> str:
     """A Markdown table, one row per bucket; unavailable metrics read "n/a" with the reason."""
@@ -513,8 +530,7 @@ class MaskRatioReport:
     ]
     for bucket in self.buckets:
       cells = [
-        "n/a" if name in self.unavailable else f"{self.means[bucket][name]:.{digits}f}"
-        for name in names
+        "n/a" if name in self.unavailable else self.cell(bucket, name, digits) for name in names
       ]
       lines.append(f"| {bucket} | {self.counts[bucket]} | " + " | ".join(cells) + " |")
     lines += [f"\n{name}: {reason}" for name, reason in self.unavailable.items()]
@@ -525,8 +541,10 @@ def metrics_by_mask_ratio(
   metrics: Mapping[str, object],
   mask_ratios,
   edges: Sequence[float] = MASK_RATIO_EDGES,
+  faces=None,
 ) -> MaskRatioReport:
-  """Means of per-image metrics over all images and per mask-to-face ratio bucket.
+  """Means of per-image metrics over all images and per mask-to-face ratio bucket, each with
+  the 95% bootstrap interval of the mean over faces.
 
   Args:
     metrics: name -> (N,) per-image values, or `LpipsUnavailable` (reported
@@ -535,6 +553,10 @@ def metrics_by_mask_ratio(
     edges: increasing bucket edges; bucket i is [edges[i], edges[i+1]), the
       last one closed so a ratio of exactly edges[-1] counts. Images outside
       every bucket still count in "all".
+    faces: (N,) which face each image is (default: every image its own). The
+      faces are what the bootstrap resamples: an evaluation that masks each
+      face once per bucket has several images per face in "all", which are
+      not independent; each face's images are averaged first.
 
   Means are plain means: a perfect completion's PSNR (+inf) makes its
   bucket's mean +inf.
@@ -563,11 +585,30 @@ def metrics_by_mask_ratio(
     upper = ratios <= high if i == len(edges) - 2 else ratios < high
     selections[_bucket_name(low, high)] = (ratios >= low) & upper
 
-  counts, means = {}, {}
+  faces = np.arange(len(ratios)) if faces is None else np.asarray(faces)
+  if faces.shape != ratios.shape:
+    raise ValueError(f"faces must have shape {ratios.shape}, got {faces.shape}")
+
+  counts, means, intervals = {}, {}, {}
   for bucket, chosen in selections.items():
     counts[bucket] = int(chosen.sum())
     means[bucket] = {
       name: float(array[chosen].mean()) if counts[bucket] else math.nan
       for name, array in values.items()
     }
-  return MaskRatioReport(tuple(selections), counts, means, unavailable)
+    intervals[bucket] = {
+      name: _face_interval(array[chosen], faces[chosen]) for name, array in values.items()
+    }
+  return MaskRatioReport(tuple(selections), counts, means, unavailable, intervals)
+
+
+def _face_interval(values: np.ndarray, faces: np.ndarray) -> tuple[float, float]:
+  """The bootstrap interval of the mean over faces (each face's values averaged first)."""
+  if not np.all(np.isfinite(values)):
+    return math.nan, math.nan
+  face_ids, index = np.unique(faces, return_inverse=True)
+  if len(face_ids) < 2:
+    return math.nan, math.nan
+  per_face = np.bincount(index, weights=values) / np.bincount(index)
+  interval = spread.bootstrap_interval(per_face)
+  return interval.low, interval.high

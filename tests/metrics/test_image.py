@@ -440,8 +440,35 @@ def test_metrics_by_mask_ratio_hand_made():
   assert scalars["psnr/30-40%"] == pytest.approx(22.0) and scalars["count/all"] == 7
   assert not any(key.startswith("lpips") for key in scalars)
   table = report.table(digits=2)
-  assert "| 10-20% | 2 | 29.00 | 0.29 | n/a |" in table and "lpips: no weights" in table
+  # 29.00 ± half the width of the bootstrap interval of the two values 30 and 28: every
+  # resample's mean is 28, 29 or 30, and the 2.5% / 97.5% quantiles of 2,000 are 28 and 30.
+  assert "| 10-20% | 2 | 29.00 ± 1.00 | 0.29 ± 0.01 | n/a |" in table
+  assert "| 20-30% | 1 | 25.00 | 0.25 | n/a |" in table  # one face: no interval
+  assert "lpips: no weights" in table
+  assert scalars["psnr_ci_low/10-20%"] == 28.0 and scalars["psnr_ci_high/10-20%"] == 30.0
   assert MASK_RATIO_EDGES == (0.1, 0.2, 0.3, 0.4, 0.5)
+
+
+def test_mask_ratio_intervals_resample_faces_not_images():
+  rng = np.random.default_rng(7)
+  faces = np.tile(np.arange(30), 2)  # each face masked once in each of two buckets
+  ratios = np.concatenate([np.full(30, 0.15), np.full(30, 0.25)])
+  # A hard face is hard in every bucket: its images' values are correlated.
+  values = rng.normal(25.0, 2.0, 30)[faces] + rng.normal(0.0, 0.3, 60)
+  report = metrics_by_mask_ratio({"psnr": values}, ratios, edges=(0.1, 0.2, 0.3), faces=faces)
+  per_face = (values[:30] + values[30:]) / 2
+  # The same resampling of the 30 per-face means, drawn by hand.
+  draws = np.random.default_rng(0).integers(0, 30, (2_000, 30))
+  want = np.quantile(per_face[draws].mean(1), [0.025, 0.975])
+  np.testing.assert_allclose(report.intervals["all"]["psnr"], want)
+  # Treating the 60 correlated images as independent would give a narrower interval.
+  low, high = report.intervals["all"]["psnr"]
+  loose = metrics_by_mask_ratio({"psnr": values}, ratios, edges=(0.1, 0.2, 0.3))
+  assert np.diff(loose.intervals["all"]["psnr"])[0] < high - low
+  constant = metrics_by_mask_ratio({"psnr": np.full(60, 21.5)}, ratios, (0.1, 0.2, 0.3), faces)
+  assert constant.intervals["10-20%"]["psnr"] == (21.5, 21.5)
+  with pytest.raises(ValueError, match="faces must have shape"):
+    metrics_by_mask_ratio({"psnr": values}, ratios, faces=faces[:5])
 
 
 def test_metrics_by_mask_ratio_custom_edges_and_errors():

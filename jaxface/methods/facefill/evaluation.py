@@ -112,7 +112,8 @@ def completion_report(
     for name, chunks in values.items()
   }  # bucket-major, as the ratios below; LPIPS without weights says why it is missing
   edges = (buckets[0][0], *(high for _, high in buckets))
-  return image_metrics.metrics_by_mask_ratio(per_image, ratios.T.ravel(), edges)
+  faces = np.tile(np.arange(count), len(buckets))  # bucket-major: each face once per bucket
+  return image_metrics.metrics_by_mask_ratio(per_image, ratios.T.ravel(), edges, faces=faces)
 
 
 def evaluate(state: State, dataset: FaceFillDataset, config) -> dict[str, float]:

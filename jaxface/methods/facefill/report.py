@@ -10,12 +10,16 @@ labelled by its config's ablation ("3DFaceFill" for none) unless a label is
 given. The classical baselines (Telea, Navier-Stokes, biharmonic) come
 from the first run that evaluated them: every run is scored on the same
 fixed evaluation masks, so their rows are shared. One table per metric,
-rows = methods, columns = mask-to-face ratio buckets; LPIPS is listed as
-unavailable when the runs had no LPIPS weights.
+rows = methods, columns = mask-to-face ratio buckets, whole image then
+inside the holes; each cell is the mean ± half its 95% bootstrap interval
+over the evaluation faces (evaluations older than the intervals show the
+mean alone). LPIPS is listed as unavailable when the runs had no LPIPS
+weights.
 """
 
 from __future__ import annotations
 
+import math
 import pathlib
 
 from jaxface import cli
@@ -44,6 +48,19 @@ def run_label(workdir: pathlib.Path) -> str:
 
 def _buckets(evaluation: dict[str, float]) -> list[str]:
   return [k.removeprefix("count/") for k in evaluation if k.startswith("count/")]
+
+
+def _cell(evaluation: dict[str, float], key: str, bucket: str, digits: int) -> str:
+  """The mean ± half its bootstrap interval over faces; the mean alone for evaluations made
+  before the intervals were logged; "—" before the metric existed."""
+  if f"{key}/{bucket}" not in evaluation:
+    return "—"
+  mean = evaluation[f"{key}/{bucket}"]
+  low = evaluation.get(f"{key}_ci_low/{bucket}", math.nan)
+  high = evaluation.get(f"{key}_ci_high/{bucket}", math.nan)
+  if not math.isfinite(high - low):
+    return f"{mean:.{digits}f}"
+  return f"{mean:.{digits}f} ± {(high - low) / 2:.{digits}f}"
 
 
 def report(arguments: list[str]) -> str:
@@ -77,10 +94,7 @@ def report(arguments: list[str]) -> str:
     table = [(label, evaluation, metric) for label, evaluation in rows]
     table += [(name_title, shared, f"{name}_{metric}") for name, name_title in baselines]
     for label, evaluation, key in table:
-      cells = [
-        f"{evaluation[f'{key}/{b}']:.{digits}f}" if f"{key}/{b}" in evaluation else "—"
-        for b in buckets
-      ]  # "—": a run evaluated before the metric existed
+      cells = [_cell(evaluation, key, b, digits) for b in buckets]
       out.append(f"| {label} | " + " | ".join(cells) + " |")
     out.append("")
   return "\n".join(out).rstrip() + "\n"

@@ -26,6 +26,8 @@ def _evaluation(psnr: float, telea: float | None = None, counts=(8, 4, 4)) -> di
     out[f"psnr/{bucket}"] = psnr + offset
     out[f"ssim/{bucket}"] = 0.5 + offset / 10
     out[f"hole_psnr/{bucket}"] = psnr - 10 + offset
+    out[f"hole_psnr_ci_low/{bucket}"] = psnr - 10.5 + offset
+    out[f"hole_psnr_ci_high/{bucket}"] = psnr - 9.7 + offset
     if telea is not None:
       out[f"telea_psnr/{bucket}"] = telea + offset
       out[f"telea_ssim/{bucket}"] = 0.25
@@ -50,7 +52,7 @@ def test_tables_label_runs_share_baselines_and_use_the_latest_evaluation(tmp_pat
   assert "| 3DFaceFill | 0.5000 | 0.6000 | 0.4000 |" in lines
   assert not any(line.startswith("| Navier") for line in lines)
   holes = lines.index("PSNR inside the holes (dB, higher is better):")
-  assert lines[holes + 4] == "| 3DFaceFill | 20.00 | 21.00 | 19.00 |"
+  assert lines[holes + 4] == "| 3DFaceFill | 20.00 ± 0.40 | 21.00 ± 0.40 | 19.00 ± 0.40 |"
   assert lines[holes + 7] == "| Telea (OpenCV) | — | — | — |"  # not in this evaluation
   assert "SSIM of the windows" not in text  # evaluations made before it skip the table
   assert "LPIPS (lower is better): unavailable" in text
