@@ -2,26 +2,34 @@
 
 `tests/golden/<name>.json` holds every `train/*` scalar (but the timing) of
 the first `GOLDEN_STEPS` steps of a smoke run logged at every step, as
-written by the code before a refactor, with the CPU it was recorded on. On
-that CPU (model name and feature flags) the comparison is bitwise; XLA:CPU's
-generated code depends on the instruction set, and rounding differences grow
-over 20 training steps, so on another CPU it is within `OTHER_CPU_RTOL`
-(far below what a changed loss or update moves) and the failure message says
-which applied.
+written by the code before a refactor, once per CPU it was recorded on
+(model name and a digest of the feature flags). XLA:CPU's generated code
+depends on the instruction set, so the comparison is bitwise on a recorded
+CPU and, on any other, within `OTHER_CPU_RTOL` of the first recording (far
+below what a changed loss or update moves). A method whose losses are
+chaotic across CPUs (a discrete mask that a 1e-4 difference in an earlier
+fit moves by a texel) says so in its file's "other_cpu" entry: how many
+steps stay within that tolerance, and why; on another CPU the later steps
+are then only checked to log the same finite scalars, with a warning.
 
-To record anew, after a change that is meant to change the numbers, run the
-method's end-to-end test with JAXFACE_RECORD_GOLDEN=1 (the test then fails
-with "recorded", so a recording is never mistaken for a pass) and commit the
-file with the reason.
+To record, run the method's end-to-end test with JAXFACE_RECORD_GOLDEN set
+(the test then fails with "recorded", so a recording is never mistaken for
+a pass) and commit the file with the reason:
+  JAXFACE_RECORD_GOLDEN=1    after a change meant to change the numbers:
+                             this CPU's recording replaces all others.
+  JAXFACE_RECORD_GOLDEN=add  adds this CPU's recording beside the others;
+                             only on a checkout of the code that made them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 import platform
+import warnings
 
 import numpy as np
 
@@ -57,6 +65,17 @@ def logged_losses(workdir: pathlib.Path, steps: int = GOLDEN_STEPS) -> dict[str,
   return found
 
 
+def record_golden(path: pathlib.Path, logged: dict, mode: str) -> None:
+  """Writes `logged` as this CPU's recording in `path`: beside the others when `mode` is "add",
+  else instead of them (an "other_cpu" entry is kept either way)."""
+  golden = json.loads(path.read_text()) if path.exists() else {}
+  recordings = golden.get("recordings", {}) if mode == "add" else {}
+  recordings[cpu_model()] = logged
+  golden["recordings"] = recordings
+  GOLDEN_DIR.mkdir(exist_ok=True)
+  path.write_text(json.dumps(golden, indent=1) + "\n")
+
+
 def check_golden(name: str, workdir: pathlib.Path) -> None:
   """Asserts that `workdir`'s first steps log exactly the recorded scalars of `name`."""
   path = GOLDEN_DIR / f"{name}.json"
@@ -64,22 +83,37 @@ def check_golden(name: str, workdir: pathlib.Path) -> None:
   assert sorted(logged, key=int) == [str(s) for s in range(1, GOLDEN_STEPS + 1)], (
     f"the run must log each of its first {GOLDEN_STEPS} steps (log_every=1), got {sorted(logged)}"
   )
-  if os.environ.get("JAXFACE_RECORD_GOLDEN"):
-    GOLDEN_DIR.mkdir(exist_ok=True)
-    path.write_text(json.dumps({"cpu": cpu_model(), "steps": logged}, indent=1) + "\n")
-    raise AssertionError(f"recorded {path} (JAXFACE_RECORD_GOLDEN is set); commit it and rerun")
+  if mode := os.environ.get("JAXFACE_RECORD_GOLDEN"):
+    record_golden(path, logged, mode)
+    raise AssertionError(f"recorded {path} (JAXFACE_RECORD_GOLDEN={mode}); commit it and rerun")
   golden = json.loads(path.read_text())
-  same_cpu = golden["cpu"] == cpu_model()
-  for step, expected in golden["steps"].items():
-    assert set(logged[step]) == set(expected), (step, sorted(logged[step]), sorted(expected))
-    for key, value in expected.items():
-      if same_cpu:
+  recordings = golden["recordings"]
+  here = cpu_model()
+  if here in recordings:
+    for step, expected in recordings[here].items():
+      assert set(logged[step]) == set(expected), (step, sorted(logged[step]), sorted(expected))
+      for key, value in expected.items():
         assert logged[step][key] == value, (
           f"step {step} {key}: {logged[step][key]!r} != recorded {value!r} (bitwise, same CPU)"
         )
-      else:
-        np.testing.assert_allclose(
-          logged[step][key], value, rtol=OTHER_CPU_RTOL, atol=OTHER_CPU_ATOL,
-          err_msg=f"step {step} {key} (recorded on {golden['cpu']!r}, running on "
-          f"{cpu_model()!r}: compared within rtol {OTHER_CPU_RTOL}, not bitwise)",
-        )  # fmt: skip
+    return
+  recorded_on, steps = next(iter(recordings.items()))
+  other = golden.get("other_cpu", {})
+  compared_through = other.get("compared_through_step", GOLDEN_STEPS)
+  for step, expected in steps.items():
+    assert set(logged[step]) == set(expected), (step, sorted(logged[step]), sorted(expected))
+    for key, value in expected.items():
+      if int(step) > compared_through:
+        assert math.isfinite(logged[step][key]), f"step {step} {key}: {logged[step][key]!r}"
+        continue
+      np.testing.assert_allclose(
+        logged[step][key], value, rtol=OTHER_CPU_RTOL, atol=OTHER_CPU_ATOL,
+        err_msg=f"step {step} {key} (recorded on {sorted(recordings)}, running on {here!r}: "
+        f"compared within rtol {OTHER_CPU_RTOL} to {recorded_on!r}, not bitwise)",
+      )  # fmt: skip
+  if compared_through < GOLDEN_STEPS:
+    warnings.warn(
+      f"{name}: {here!r} has no recording; steps {compared_through + 1}..{GOLDEN_STEPS} were "
+      f"only checked to be finite ({other['why']})",
+      stacklevel=2,
+    )

@@ -245,7 +245,8 @@ def generic_fit(model: MorphableModel, rig: PersonalRig, expression) -> np.ndarr
   if not np.any(target):
     return np.zeros(model.num_expression)
   q, r = _basis_qr(model, basis)
-  return scipy.optimize.lsq_linear(r, q.T @ target, bounds=(0.0, 1.0), method="bvls").x
+  fitted = scipy.optimize.lsq_linear(r, q.T @ target, bounds=(0.0, 1.0), method="bvls").x
+  return np.clip(fitted, 0.0, 1.0)  # BVLS may step past a bound by rounding (-1e-19 seen)
 
 
 def generic_fit_residual(model: MorphableModel, rig: PersonalRig, expression) -> float:
