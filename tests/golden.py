@@ -87,33 +87,32 @@ def check_golden(name: str, workdir: pathlib.Path) -> None:
     record_golden(path, logged, mode)
     raise AssertionError(f"recorded {path} (JAXFACE_RECORD_GOLDEN={mode}); commit it and rerun")
   golden = json.loads(path.read_text())
-  recordings = golden["recordings"]
-  here = cpu_model()
-  if here in recordings:
-    for step, expected in recordings[here].items():
-      assert set(logged[step]) == set(expected), (step, sorted(logged[step]), sorted(expected))
-      for key, value in expected.items():
+  recordings, here = golden["recordings"], cpu_model()
+  bitwise = here in recordings
+  recorded_on = here if bitwise else next(iter(recordings))
+  compared_through = (
+    GOLDEN_STEPS
+    if bitwise
+    else golden.get("other_cpu", {}).get("compared_through_step", GOLDEN_STEPS)
+  )
+  for step, expected in recordings[recorded_on].items():
+    assert set(logged[step]) == set(expected), (step, sorted(logged[step]), sorted(expected))
+    for key, value in expected.items():
+      if bitwise:
         assert logged[step][key] == value, (
           f"step {step} {key}: {logged[step][key]!r} != recorded {value!r} (bitwise, same CPU)"
         )
-    return
-  recorded_on, steps = next(iter(recordings.items()))
-  other = golden.get("other_cpu", {})
-  compared_through = other.get("compared_through_step", GOLDEN_STEPS)
-  for step, expected in steps.items():
-    assert set(logged[step]) == set(expected), (step, sorted(logged[step]), sorted(expected))
-    for key, value in expected.items():
-      if int(step) > compared_through:
+      elif int(step) > compared_through:
         assert math.isfinite(logged[step][key]), f"step {step} {key}: {logged[step][key]!r}"
-        continue
-      np.testing.assert_allclose(
-        logged[step][key], value, rtol=OTHER_CPU_RTOL, atol=OTHER_CPU_ATOL,
-        err_msg=f"step {step} {key} (recorded on {sorted(recordings)}, running on {here!r}: "
-        f"compared within rtol {OTHER_CPU_RTOL} to {recorded_on!r}, not bitwise)",
-      )  # fmt: skip
+      else:
+        np.testing.assert_allclose(
+          logged[step][key], value, rtol=OTHER_CPU_RTOL, atol=OTHER_CPU_ATOL,
+          err_msg=f"step {step} {key} (recorded on {sorted(recordings)}, running on {here!r}: "
+          f"compared within rtol {OTHER_CPU_RTOL} to {recorded_on!r}, not bitwise)",
+        )  # fmt: skip
   if compared_through < GOLDEN_STEPS:
     warnings.warn(
       f"{name}: {here!r} has no recording; steps {compared_through + 1}..{GOLDEN_STEPS} were "
-      f"only checked to be finite ({other['why']})",
+      f"only checked to be finite ({golden['other_cpu']['why']})",
       stacklevel=2,
     )
