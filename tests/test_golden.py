@@ -59,6 +59,15 @@ def test_on_another_cpu_the_tolerance_and_the_step_limit_apply(setup):
   far[15] = float("nan")
   with pytest.raises(AssertionError, match="step 16"):
     golden.check_golden("toy", _write_run(tmp_path / "nan", far))
+  looser = [value * (1 + 5e-3) for value in recorded]
+  with pytest.raises(AssertionError, match=r"rtol 0\.001"):
+    golden.check_golden("toy", _write_run(tmp_path / "looser", looser))
+  file["other_cpu"]["rtol"] = 1e-2
+  path.write_text(json.dumps(file))
+  with pytest.warns(UserWarning, match="only checked to be finite"):
+    golden.check_golden("toy", _write_run(tmp_path / "looser", looser))
+  with pytest.raises(AssertionError, match=r"rtol 0\.01 "):
+    golden.check_golden("toy", _write_run(tmp_path / "far", [v * 1.05 for v in recorded]))
 
 
 def test_adding_a_recording_keeps_the_others_and_replacing_drops_them(setup):
@@ -70,3 +79,16 @@ def test_adding_a_recording_keeps_the_others_and_replacing_drops_them(setup):
   assert sorted(json.loads(path.read_text())["recordings"]) == ["cpu A", "cpu B"]
   golden.record_golden(path, run, "1")
   assert sorted(json.loads(path.read_text())["recordings"]) == ["cpu B"]
+
+
+def test_another_cpu_may_match_any_recording(setup):
+  tmp_path, recorded, monkeypatch = setup
+  path = golden.GOLDEN_DIR / "toy.json"
+  shifted = [value * 1.2 for value in recorded]  # a CPU whose numbers are 20% away
+  monkeypatch.setattr(golden, "cpu_model", lambda: "cpu B")
+  golden.record_golden(path, golden.logged_losses(_write_run(tmp_path / "b", shifted)), "add")
+  monkeypatch.setattr(golden, "cpu_model", lambda: "cpu C")
+  golden.check_golden("toy", _write_run(tmp_path / "like_a", recorded))
+  golden.check_golden("toy", _write_run(tmp_path / "like_b", [v * (1 + 1e-4) for v in shifted]))
+  with pytest.raises(AssertionError, match="matches none of"):
+    golden.check_golden("toy", _write_run(tmp_path / "neither", [v * 1.1 for v in recorded]))
