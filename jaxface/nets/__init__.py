@@ -3,7 +3,7 @@
 `resnet` holds the ResNet-18 of the decoupling evaluators; `densenet` the
 DenseNet-BC encoder of multiview_depth's 3DMMNet; `layers` the
 spectral-normalised, gated and GroupNorm blocks and the U-Net of 3DFaceFill
-and multiview_depth, the decoupled GAN critic's `PatchConv`, and
+and multiview_depth, the decoupled GAN critic's `PatchConv` and `materialise`, and
 `host_init_variables`, which initialises any module without compiling its
 `init`.
 """
@@ -22,6 +22,7 @@ from jaxface.nets.layers import (
   UpBlock,
   group_count,
   host_init_variables,
+  materialise,
   upsample_nearest,
 )
 from jaxface.nets.resnet import BasicBlock, ResNet18, host_init, norm_groups, scaled_width
@@ -45,6 +46,7 @@ __all__ = [
   "group_count",
   "host_init",
   "host_init_variables",
+  "materialise",
   "norm_groups",
   "scaled_width",
   "upsample_nearest",

@@ -129,6 +129,17 @@ def test_patch_conv_is_flax_conv_with_the_same_variables(kernel, stride, padding
   )  # fmt: skip
 
 
+def test_materialise_is_the_identity_bitwise_in_value_and_derivatives():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 7, 3)) * jnp.array([1e-30, 1.0, 1e30])
+  x = x.at[0, 0, 0].set(jnp.array([0.0, -3.5, 7.25]))
+  np.testing.assert_array_equal(jax.jit(layers.materialise)(x), x)
+  weights = jax.random.normal(jax.random.PRNGKey(1), x.shape)
+  loss = lambda f: lambda x: jnp.sum(weights * jnp.sin(f(x)))
+  np.testing.assert_array_equal(
+    jax.jit(jax.grad(loss(layers.materialise)))(x), jax.jit(jax.grad(loss(lambda x: x)))(x)
+  )
+
+
 def test_patch_conv_rejects_bad_padding_and_tiny_inputs():
   with pytest.raises(ValueError, match="padding must be"):
     layers.PatchConv(4, 3, padding="VALID").init(jax.random.PRNGKey(0), jnp.zeros((1, 8, 8, 3)))

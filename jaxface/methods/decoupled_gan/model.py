@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxface.nets.layers import PatchConv
+from jaxface.nets.layers import PatchConv, materialise
 
 
 class Generator(nn.Module):
@@ -84,7 +84,7 @@ class Discriminator(nn.Module):
     """Returns (score (N,), logits {factor: (N, n_f)}, features {branch: (N, 2048)})."""
     if self.convolution not in CONVOLUTIONS:
       raise ValueError(f"convolution must be one of {CONVOLUTIONS}, got {self.convolution!r}")
-    x = images
+    x = materialise(images)  # once, not in each of the first layer's 9 slices
     for index, features in enumerate(self.trunk):
       x = _conv(features, self.negative_slope, f"shared_{index}", self.convolution)(x)  # 64->16
 
