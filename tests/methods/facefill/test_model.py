@@ -207,8 +207,10 @@ def test_sym_unet_mirrored_input_gives_mirrored_completion(sym_unet):
   albedo, mask = _symmetric_case()
   completed, log_variance = run(variables, albedo, mask)
   mirrored, mirrored_log_variance = run(variables, model.hflip(albedo), mask)
-  np.testing.assert_allclose(mirrored, model.hflip(completed), atol=1e-6)
-  np.testing.assert_allclose(mirrored_log_variance, model.hflip(log_variance), atol=1e-6)
+  # Equal up to the convolutions' summation order: 1.2e-6 on an AVX2-only AMD EPYC, while a
+  # broken equivariance moves outputs by more than the 1e-4 asymmetry asserted below.
+  np.testing.assert_allclose(mirrored, model.hflip(completed), atol=1e-5)
+  np.testing.assert_allclose(mirrored_log_variance, model.hflip(log_variance), atol=1e-5)
   # Not trivially symmetric outputs, and finite values in range.
   assert float(jnp.abs(completed - model.hflip(completed)).max()) > 1e-4
   assert bool(jnp.all((completed >= 0) & (completed <= 1))) and _all_finite(log_variance)
